@@ -1,0 +1,115 @@
+"""Named hook points for a weight-tied, iterated model.
+
+The same block runs T times, so a hook point is named by iteration as well as layer
+(``iter.3.layer.5.attn.hook_out``): caching or editing one call never overwrites another.
+Hooks attach only inside ``with model.hooks({...}):`` and are removed in ``finally``,
+also after an exception. With nothing attached the forward pass skips every hook point
+(one truth test per point), so it is bit-identical to a model without hook points.
+
+    >>> with model.hooks({"head.hook_in": lambda x, name: x * 0}):   # doctest: +SKIP
+    ...     logits = model(ids).logits
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from fnmatch import fnmatchcase
+
+import torch
+
+from ablate.errors import AblateError
+
+HookFn = Callable[[torch.Tensor, str], "torch.Tensor | None"]
+
+# Site aliases accepted anywhere a hook name is (experiment configs use these).
+SITE_ALIASES = {
+    "head_input": "head.hook_in",
+    "pre_norm": "final_norm.hook_in",
+    "embed": "embed.hook_out",
+}
+_ITER_ALIAS = re.compile(r"^iter\.(\d+|\*)(?:\.layer\.(\d+|\*))?$")
+_NAME = re.compile(
+    r"^(embed\.hook_out|final_norm\.hook_in|head\.hook_in"
+    r"|iter\.(\d+|\*)\.hook_out"
+    r"|iter\.(\d+|\*)\.layer\.(\d+|\*)\.(attn\.)?hook_out)$"
+)
+
+
+def hook_names(n_iterations: int, n_layers: int) -> list[str]:
+    """Every hook point of one forward pass, in the order they fire."""
+    names = ["embed.hook_out"]
+    for t in range(1, n_iterations + 1):
+        for layer in range(n_layers):
+            names += [f"iter.{t}.layer.{layer}.attn.hook_out", f"iter.{t}.layer.{layer}.hook_out"]
+        names.append(f"iter.{t}.hook_out")
+    return names + ["final_norm.hook_in", "head.hook_in"]
+
+
+def resolve_site(site: str, n_layers: int | None = None) -> str:
+    """Map an alias (``head_input``, ``iter.3``, ``iter.3.layer.1``) to a hook name or
+    pattern, and check it is well formed (and the layer exists when ``n_layers`` given)."""
+    name = SITE_ALIASES.get(site)
+    if name is None:
+        m = _ITER_ALIAS.match(site)
+        if m:
+            name = f"iter.{m.group(1)}" + (f".layer.{m.group(2)}" if m.group(2) else "") + ".hook_out"
+        else:
+            name = site
+    m = _NAME.match(name)
+    if not m and "*" in name:
+        # A free glob (e.g. "*" or "*.attn.hook_out") is fine if it can match something.
+        example = hook_names(2, n_layers or 2)
+        if any(fnmatchcase(n, name) for n in example):
+            return name
+    if not m:
+        raise AblateError(
+            f"Unknown hook site '{site}'. Use one of {sorted(SITE_ALIASES)}, 'iter.T', "
+            "'iter.T.layer.L' (T from 1, L from 0; '*' matches all), or a full hook name "
+            "such as 'iter.2.layer.0.attn.hook_out'"
+        )
+    if n_layers is not None and m.group(4) not in (None, "*") and int(m.group(4)) >= n_layers:
+        raise AblateError(
+            f"hook site '{site}' names layer {m.group(4)} but the model has {n_layers} "
+            f"layers (0..{n_layers - 1}): pick an existing layer"
+        )
+    if m.group(2) == "0" or m.group(3) == "0":
+        raise AblateError(f"hook site '{site}': iterations count from 1; use 'embed' for M(0)")
+    return name
+
+
+class HookedMixin:
+    """Adds ``hooks()`` and ``_hook()`` to a module; the forward calls ``_hook`` at each
+    point only when ``self._hook_table`` is non-empty."""
+
+    _hook_table: list[tuple[str, HookFn]]
+
+    def _init_hooks(self) -> None:
+        self._hook_table = []
+        self._hook_cache: dict[str, list[HookFn]] = {}
+
+    @contextmanager
+    def hooks(self, hooks: Mapping[str, HookFn]) -> Iterator[None]:
+        """Attach ``{name_or_pattern: fn}`` for the duration of the block (nestable)."""
+        n_layers = getattr(getattr(self, "config", None), "n_layers", None)
+        entries = [(resolve_site(site, n_layers), fn) for site, fn in hooks.items()]
+        self._hook_table.extend(entries)
+        self._hook_cache.clear()
+        try:
+            yield
+        finally:
+            for entry in entries:
+                self._hook_table.remove(entry)
+            self._hook_cache.clear()
+
+    def _hook(self, name: str, x: torch.Tensor) -> torch.Tensor:
+        fns = self._hook_cache.get(name)
+        if fns is None:
+            fns = [fn for pattern, fn in self._hook_table if fnmatchcase(name, pattern)]
+            self._hook_cache[name] = fns
+        for fn in fns:
+            out = fn(x, name)
+            if out is not None:
+                x = out
+        return x

@@ -1,0 +1,108 @@
+"""Model behaviour: hooks, iterations, decoding cache, embeddings, save/load."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from ablate.errors import AblateError
+from ablate.model import DecodeCache, MatrixThinker, hook_names
+from tests.conftest import tiny_model
+
+
+def test_noop_hooks_leave_logits_bit_identical(model, ids):
+    plain = model(ids).logits
+    seen = []
+    with model.hooks({"*": lambda x, name: seen.append(name)}):
+        hooked = model(ids).logits
+    assert torch.equal(plain, hooked)
+    assert seen == hook_names(model.config.n_iterations, model.config.n_layers)
+
+
+def test_hooks_are_removed_after_an_exception(model, ids):
+    def boom(x, name):
+        raise RuntimeError("stop")
+
+    with pytest.raises(RuntimeError), model.hooks({"head_input": boom}):
+        model(ids)
+    assert model._hook_table == []
+    model(ids)  # runs without the hook
+
+
+def test_hook_can_edit_state_per_iteration(model, ids):
+    # Zeroing the head input of a MultiProbe head gives all-zero logits; hook names are
+    # per iteration, so editing iteration 2 changes iteration-3 states but not iteration 1.
+    with model.hooks({"head_input": lambda x, n: torch.zeros_like(x)}):
+        assert torch.count_nonzero(model(ids).logits) == 0
+    base = model(ids, 3, return_states=True).states
+    with model.hooks({"iter.2": lambda x, n: x * 0.5}):
+        edited = model(ids, 3, return_states=True).states
+    assert torch.equal(base[1], edited[1])
+    assert not torch.allclose(base[3], edited[3])
+
+
+def test_unknown_hook_site_is_a_clear_error(model):
+    with pytest.raises(AblateError, match="Unknown hook site"), model.hooks({"nowhere": print}):
+        pass
+    with pytest.raises(AblateError, match="layer 7"), model.hooks({"iter.1.layer.7": print}):
+        pass
+
+
+def test_zero_iterations_reads_starting_matrices(model, ids):
+    out = model(ids, 0, return_states=True)
+    assert len(out.states) == 1
+    ref = model.head(model.final_norm(model.embed(ids)))
+    assert torch.equal(out.logits, ref)
+
+
+@pytest.mark.parametrize("attention", ["frobenius", "matrix3d"])
+@pytest.mark.parametrize("embedding", ["outer", "bigram"])
+def test_cached_decoding_equals_full_recomputation(attention, embedding, ids):
+    model = tiny_model(attention=attention, embedding=embedding, embedding_rank=2)
+    full = model(ids).logits
+    cache = DecodeCache()
+    parts = [model(ids[:, :6], cache=cache).logits]
+    parts += [model(ids[:, i : i + 1], cache=cache).logits for i in range(6, ids.shape[1])]
+    torch.testing.assert_close(torch.cat(parts, 1), full, rtol=1e-5, atol=1e-5)
+
+
+def test_left_padding_mask_reproduces_unpadded_logits(model, ids):
+    # A left-padded row with shifted positions gives the same logits as the row alone.
+    row = ids[:1, 3:]
+    pad = torch.zeros(1, 3, dtype=ids.dtype)
+    padded = torch.cat([pad, row], 1)
+    mask = torch.cat([torch.zeros(1, 3), torch.ones(1, row.shape[1])], 1)
+    pos = (torch.arange(padded.shape[1]) - 3).clamp(min=0)[None]
+    out = model(padded, attention_mask=mask, position_ids=pos).logits[:, 3:]
+    torch.testing.assert_close(out, model(row).logits, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize(("embedding", "r"), [("outer", 1), ("rank_r", 3), ("bigram", 2),
+                                               ("pairwise", 1)])
+def test_starting_embedding_rank_is_bounded(embedding, r, ids):
+    model = tiny_model(embedding=embedding, embedding_rank=r, mat_dim=4)
+    with torch.no_grad():
+        for p in (model.pos_u, model.pos_v):
+            p.weight.zero_()  # isolate the token term
+        M0 = model.embed(ids)
+    ranks = torch.linalg.matrix_rank(M0)
+    bound = 4 if embedding == "pairwise" else r
+    assert int(ranks.max()) <= bound
+    if embedding != "outer":
+        assert int(ranks.max()) > 1
+
+
+def test_too_long_input_names_max_len(model):
+    with pytest.raises(AblateError, match="max_len is 64"):
+        model(torch.zeros(1, 65, dtype=torch.long))
+
+
+def test_save_pretrained_round_trip_and_auto_class(tmp_path, model, ids):
+    from transformers import AutoModel
+
+    model.save_pretrained(tmp_path)
+    assert (tmp_path / "model.safetensors").exists()
+    loaded = AutoModel.from_pretrained(tmp_path)
+    assert isinstance(loaded, MatrixThinker)
+    assert torch.equal(loaded.eval()(ids).logits, model(ids).logits)
+    assert loaded.state_dict().keys() == model.state_dict().keys()
