@@ -113,7 +113,9 @@ class MatrixThinkerConfig(PretrainedConfig):
             return "attn3d_multiprobe" if self.head == "multiprobe" else "custom"
         if self.head == "collapse":
             return "round1_frobenius_collapse"
-        return "byte_frobenius_multiprobe" if self.vocab_size == 256 else "round2_frobenius_multiprobe"
+        if self.vocab_size == 256:
+            return "byte_frobenius_multiprobe"
+        return "round2_frobenius_multiprobe"
 
     @classmethod
     def for_variant(cls, variant: str, **overrides: Any) -> MatrixThinkerConfig:

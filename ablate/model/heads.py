@@ -29,7 +29,9 @@ class MultiProbeHead(nn.Module):
         return self.out(probe)
 
 
-def collapse_readout(Y: torch.Tensor, collapse_W: torch.Tensor, output_head: nn.Linear) -> torch.Tensor:
+def collapse_readout(
+    Y: torch.Tensor, collapse_W: torch.Tensor, output_head: nn.Linear
+) -> torch.Tensor:
     """Round-1 head: vec_i = Σ_j W_ij Y_ij, then a linear map to the vocabulary."""
     vec = (Y * collapse_W).sum(dim=-1)  # (..., d)
     return output_head(vec)

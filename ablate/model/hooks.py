@@ -54,7 +54,8 @@ def resolve_site(site: str, n_layers: int | None = None) -> str:
     if name is None:
         m = _ITER_ALIAS.match(site)
         if m:
-            name = f"iter.{m.group(1)}" + (f".layer.{m.group(2)}" if m.group(2) else "") + ".hook_out"
+            layer = f".layer.{m.group(2)}" if m.group(2) else ""
+            name = f"iter.{m.group(1)}{layer}.hook_out"
         else:
             name = site
     m = _NAME.match(name)

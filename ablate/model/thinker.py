@@ -219,8 +219,9 @@ class MatrixThinker(HookedMixin, PreTrainedModel):
             return causal[None, None]
         valid = attention_mask.to(device=device, dtype=torch.bool)
         if valid.shape[1] == L and past_len:
-            prev = cache.key_valid if cache is not None and cache.key_valid is not None else None
-            prev = prev if prev is not None else torch.ones(B, past_len, dtype=torch.bool, device=device)
+            prev = cache.key_valid if cache is not None else None
+            if prev is None:
+                prev = torch.ones(B, past_len, dtype=torch.bool, device=device)
             valid = torch.cat([prev, valid], dim=1)
         if valid.shape != (B, total):
             raise AblateError(

@@ -106,3 +106,14 @@ def test_save_pretrained_round_trip_and_auto_class(tmp_path, model, ids):
     assert isinstance(loaded, MatrixThinker)
     assert torch.equal(loaded.eval()(ids).logits, model(ids).logits)
     assert loaded.state_dict().keys() == model.state_dict().keys()
+
+
+def test_vector_baseline_has_spec_parameter_count():
+    from ablate.model.vector import VectorThinker, vector_parameter_count
+
+    with torch.device("meta"):
+        model = VectorThinker(vocab_size=50257, max_len=2048)
+    assert vector_parameter_count(model) == 5_149_248
+    small = VectorThinker(d_model=8, n_layers=1, n_heads=2, max_len=16, vocab_size=11).eval()
+    logits, info = small(torch.zeros(1, 5, dtype=torch.long), n_iterations=2)
+    assert logits.shape == (1, 5, 11) and info["model_type"] == "vector"

@@ -1,0 +1,76 @@
+"""The ``ablate`` command line: the only place in the package that prints.
+
+Each command group lives in its own module, which defines ``register(app)``. User errors
+(``AblateError``) print one line and exit with code 2; ``--debug`` shows the traceback.
+
+    $ ablate inspect checkpoints/multiprobe-seed0
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import sys
+
+import typer
+
+from ablate.errors import AblateError
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="Causal rank ablations for Matrix Thinker models.",
+    pretty_exceptions_enable=False,
+)
+
+# Command modules, each with register(app). Add a module here when it exists.
+COMMAND_MODULES: tuple[str, ...] = ()
+
+
+@app.callback()
+def _root(
+    debug: bool = typer.Option(False, "--debug", help="Show tracebacks for errors."),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Log progress details."),
+) -> None:
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+
+
+def _register_all() -> None:
+    for name in COMMAND_MODULES:
+        importlib.import_module(f"ablate.cli.{name}").register(app)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the console script; returns the exit code."""
+    args = sys.argv[1:] if argv is None else argv
+    debug = "--debug" in args
+    _register_all()
+    try:
+        app(args=args, standalone_mode=False)
+    except AblateError as err:
+        if debug:
+            raise
+        typer.secho(f"error: {err}", err=True, fg=typer.colors.RED)
+        return 2
+    except KeyboardInterrupt:
+        typer.secho("interrupted: finished results are kept; run the same command to resume",
+                    err=True)
+        return 130
+    except (typer.Exit, SystemExit) as done:
+        code = getattr(done, "exit_code", getattr(done, "code", 0))
+        return int(code or 0)
+    except Exception as err:  # click usage errors carry their own exit codes
+        import click
+
+        if isinstance(err, click.exceptions.ClickException):
+            err.show()
+            return err.exit_code
+        if isinstance(err, click.exceptions.Abort):
+            return 1
+        raise
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
