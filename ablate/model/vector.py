@@ -44,7 +44,8 @@ class VectorThinker(nn.Module):
         super().__init__()
         self.embed = nn.Embedding(vocab_size, d_model)
         self.pos = nn.Embedding(max_len, d_model)
-        self.layers = nn.ModuleList(_VectorBlock(d_model, n_heads, dropout) for _ in range(n_layers))
+        blocks = (_VectorBlock(d_model, n_heads, dropout) for _ in range(n_layers))
+        self.layers = nn.ModuleList(blocks)
         self.norm = nn.LayerNorm(d_model)
         self.output = nn.Linear(d_model, vocab_size, bias=False)
 
