@@ -11,6 +11,9 @@ import torch
 
 from ablate.model import MatrixThinker, MatrixThinkerConfig
 
+# Tiny models run several times faster on one thread than on two competing ones.
+torch.set_num_threads(1)
+
 SHARED = Path(os.environ.get("ABLATE_SHARED", Path(__file__).resolve().parents[2] / "shared"))
 
 

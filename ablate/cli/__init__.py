@@ -24,7 +24,7 @@ app = typer.Typer(
 )
 
 # Command modules, each with register(app). Add a module here when it exists.
-COMMAND_MODULES: tuple[str, ...] = ()
+COMMAND_MODULES: tuple[str, ...] = ("inspect_cmd", "run_cmd", "train_cmd")
 
 
 @app.callback()
@@ -36,9 +36,14 @@ def _root(
                         format="%(levelname)s %(name)s: %(message)s")
 
 
+_registered: set[str] = set()
+
+
 def _register_all() -> None:
     for name in COMMAND_MODULES:
-        importlib.import_module(f"ablate.cli.{name}").register(app)
+        if name not in _registered:
+            importlib.import_module(f"ablate.cli.{name}").register(app)
+            _registered.add(name)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,95 @@
+"""Converting a research checkpoint to the native format, verified by identical logits.
+
+The native copy stores everything the research file could not say (attention type,
+n_heads, tokenizer), so it loads later without flags; its metadata records the source
+file and its sha256.
+
+    >>> result = convert_checkpoint("runs/exp_3d_attn/best.pt", "checkpoints/attn3d",
+    ...                             overrides={"attention": "matrix3d"})  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ablate.checkpoint.loading import CheckpointInfo, load_checkpoint
+from ablate.checkpoint.native import save_checkpoint
+from ablate.checkpoint.summary import probe_batch
+from ablate.errors import AblateError
+
+logger = logging.getLogger(__name__)
+
+VERIFY_TOKENS = 16  # positions per row of the verification batch (fewer if max_len is smaller)
+
+
+@dataclass
+class Conversion:
+    """The converted checkpoint and how it was checked."""
+
+    path: Path
+    info: CheckpointInfo  # of the converted (native) checkpoint
+    source_sha256: str
+    verified_shape: tuple[int, int]  # (B, L) of the batch whose logits were compared
+    n_iterations: int  # T of the comparison
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def convert_checkpoint(
+    source: str | Path,
+    destination: str | Path,
+    *,
+    overrides: dict[str, Any] | None = None,
+    metadata: dict[str, Any] | None = None,
+    overwrite: bool = False,
+) -> Conversion:
+    """Load the research checkpoint ``source``, save it natively, and check that the saved
+    copy gives bit-identical logits on a small batch at T = the config's n_iterations."""
+    original = load_checkpoint(source, overrides=overrides)
+    if original.info.format != "research":
+        raise AblateError(
+            f"{original.info.path} is already a native checkpoint; copy the directory instead "
+            "of converting it"
+        )
+    source_file = Path(original.info.path)
+    sha = file_sha256(source_file)
+    meta = {
+        **(metadata or {}),
+        "source": str(source_file.resolve()),
+        "source_sha256": sha,
+        "source_format": "research",
+        "source_notes": original.info.notes,
+        "source_metadata": original.info.metadata,
+    }
+    destination = save_checkpoint(original.model, original.tokenizer, destination,
+                                  metadata=meta, overwrite=overwrite)
+    converted = load_checkpoint(destination)
+    config = original.model.config
+    ids, _ = probe_batch(original.tokenizer, config.vocab_size,
+                         min(VERIFY_TOKENS, config.max_len))
+    T = config.n_iterations
+    with torch.no_grad():
+        before = original.model(ids, T).logits
+        after = converted.model(ids, T).logits
+    if not torch.equal(before, after):
+        shutil.rmtree(destination, ignore_errors=True)
+        difference = float((before - after).abs().max())
+        raise AblateError(
+            f"converting {source_file} to {destination} changed the logits (max |diff| "
+            f"{difference:.3g} at T={T}); the copy was removed: report this as an ablate bug"
+        )
+    logger.info("converted %s -> %s (sha256 %s)", source_file, destination, sha[:12])
+    return Conversion(destination, converted.info, sha, tuple(ids.shape), T)

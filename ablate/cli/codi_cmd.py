@@ -1,0 +1,246 @@
+"""``ablate codi``: train, evaluate, study and inspect matrix-CODI models.
+
+    $ ablate codi train --steps 400 --time-limit 300 --out checkpoints/codi-synthetic
+    $ ablate codi eval checkpoints/codi-synthetic --limit 200
+    $ ablate codi eval best_run_b_matrix.pt --kind research --tokenizer /models/gpt2
+    $ ablate codi study experiments/codi_rank_dynamics.toml --out runs/codi
+    $ ablate codi inspect checkpoints/codi-synthetic
+
+Small CODI models run fastest on one CPU thread (``--threads``, default 1): on a shared
+machine more threads mostly wait for each other.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from ablate.errors import AblateError
+
+codi_app = typer.Typer(no_args_is_help=True, help="Matrix-CODI: latent reasoning with d×d thoughts.")
+console = Console()
+
+
+def _threads(threads: int) -> None:
+    if threads < 0:
+        raise AblateError(f"--threads {threads} must be >= 0 (0 keeps torch's default)")
+    if threads:
+        torch.set_num_threads(threads)
+
+
+def _options(values: list[str] | None, flag: str) -> dict[str, Any]:
+    """["max_depth=3", "seed=1"] -> {"max_depth": 3, "seed": 1} (values parsed as JSON
+    when they parse, else kept as strings)."""
+    parsed: dict[str, Any] = {}
+    for value in values or []:
+        key, sep, raw = value.partition("=")
+        if not sep or not key:
+            raise AblateError(f"{flag} {value!r} is not key=value; write e.g. {flag} max_depth=3")
+        try:
+            parsed[key] = json.loads(raw)
+        except json.JSONDecodeError:
+            parsed[key] = raw
+    return parsed
+
+
+def _load_solver(checkpoint: str, kind: str, tokenizer: str | None, base: str | None,
+                 n_head: int | None, device: str) -> Any:
+    if kind == "native":
+        from ablate.codi.saving import load_codi
+
+        return load_codi(checkpoint, device=device)
+    if kind == "research":
+        from ablate.codi.research import load_research_codi
+
+        return load_research_codi(checkpoint, tokenizer=tokenizer, base=base, n_head=n_head,
+                                  device=device)
+    raise AblateError(f"--kind '{kind}' is not one of native, research")
+
+
+@codi_app.command("train")
+def train_command(
+    config_file: str = typer.Option(None, "--config", help="TOML file of CodiTrainConfig keys."),
+    task: str = typer.Option(None, "--task", help="synthetic | gsm8k"),
+    task_option: list[str] = typer.Option(None, "--task-option", help="key=value, repeatable."),
+    data_path: str = typer.Option(None, "--data-path", help="Local data (gsm8k)."),
+    mat_dim: int = typer.Option(None, "--mat-dim"),
+    layers: int = typer.Option(None, "--layers"),
+    heads: int = typer.Option(None, "--heads"),
+    iterations: int = typer.Option(None, "--iterations", help="Thinker iterations T."),
+    projection: str = typer.Option(None, "--projection", help="network | norm | identity"),
+    latents: int = typer.Option(None, "--latents", help="Latent steps (0 = no thoughts)."),
+    schedule: str = typer.Option(None, "--schedule", help="codi | curriculum"),
+    gamma: float = typer.Option(None, "--gamma", help="Distillation weight."),
+    lr: float = typer.Option(None, "--lr"),
+    steps: int = typer.Option(None, "--steps", help="Maximum optimiser steps."),
+    time_limit: float = typer.Option(None, "--time-limit", help="Stop training after seconds."),
+    batch_size: int = typer.Option(None, "--batch-size"),
+    eval_items: int = typer.Option(None, "--eval-items"),
+    seed: int = typer.Option(None, "--seed"),
+    out: str = typer.Option(..., "--out", help="Checkpoint directory to write."),
+    threads: int = typer.Option(1, "--threads", help="torch CPU threads (0: torch default)."),
+) -> None:
+    """Train a native matrix-CODI model from scratch and save it with its metrics."""
+    from ablate.codi.saving import save_codi
+    from ablate.codi.training import CodiTrainConfig, train_codi
+    from ablate.codi.study_config import tomllib
+
+    _threads(threads)
+    values: dict[str, Any] = {}
+    if config_file:
+        try:
+            values = tomllib.loads(Path(config_file).read_text(encoding="utf-8"))
+        except (OSError, tomllib.TOMLDecodeError) as err:
+            raise AblateError(f"--config {config_file}: cannot read TOML ({err})") from err
+    flags = {"task": task, "data_path": data_path, "mat_dim": mat_dim, "n_layers": layers,
+             "n_heads": heads, "n_iterations": iterations, "projection": projection,
+             "n_latents": latents, "schedule": schedule, "gamma": gamma, "lr": lr,
+             "max_steps": steps, "time_limit_s": time_limit, "batch_size": batch_size,
+             "eval_items": eval_items, "seed": seed}
+    values.update({k: v for k, v in flags.items() if v is not None})
+    if task_option:
+        values["task_options"] = {**values.get("task_options", CodiTrainConfig().task_options),
+                                  **_options(task_option, "--task-option")}
+    config = CodiTrainConfig.from_dict(values, config_file or "flags")
+    with console.status("training") as status:
+        result = train_codi(config, progress=lambda step, row: status.update(
+            f"step {step}  loss {row['total']:.3f}  (teacher {row['teacher']:.3f}, "
+            f"student {row['student']:.3f}, distill {row['distill']:.3f})"))
+    command = shlex.join(["ablate", *sys.argv[1:]]) if sys.argv else "ablate codi train"
+    save_codi(result.codi, out, metadata={"command": command, "seed": config.seed,
+                                          "data": config.task, "steps": result.metrics["steps"],
+                                          "metrics": result.metrics,
+                                          "train_config": config.to_dict()})
+    metrics = result.metrics
+    console.print(f"saved {out}: {metrics['steps']} steps in {metrics['train_seconds']} s; "
+                  f"accuracy {metrics['accuracy']:.3f} on {metrics['eval_items']} "
+                  f"{metrics['eval_split']} items vs chance {metrics['chance']:.3f} "
+                  f"(always '{metrics['chance_answer']}')")
+    console.print(f"accuracy by depth: {metrics['accuracy_by_depth']}")
+
+
+@codi_app.command("eval")
+def eval_command(
+    checkpoint: str = typer.Argument(..., help="Native directory or research .pt file."),
+    kind: str = typer.Option("native", "--kind", help="native | research"),
+    tokenizer: str = typer.Option(None, "--tokenizer", help="GPT-2 tokenizer dir (research)."),
+    base: str = typer.Option(None, "--base", help="Local GPT-2 directory (research)."),
+    n_head: int = typer.Option(None, "--n-head", help="GPT-2 heads if not inferable."),
+    task: str = typer.Option("synthetic", "--task"),
+    task_option: list[str] = typer.Option(None, "--task-option", help="key=value, repeatable."),
+    split: str = typer.Option("test", "--split"),
+    data_path: str = typer.Option(None, "--data-path"),
+    limit: int = typer.Option(200, "--limit"),
+    latents: int = typer.Option(None, "--latents", help="Default: the checkpoint's."),
+    batch_size: int = typer.Option(32, "--batch-size"),
+    device: str = typer.Option("cpu", "--device"),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+    threads: int = typer.Option(1, "--threads"),
+) -> None:
+    """Accuracy (CODI rule), chance baseline and latent effective ranks on a task split."""
+    from ablate.codi.evaluation import accuracy, evaluate_items, most_frequent_answer
+    from ablate.rank import effective_rank
+    from ablate.tasks import get_task
+
+    _threads(threads)
+    solver = _load_solver(checkpoint, kind, tokenizer, base, n_head, device)
+    n_latents = latents if latents is not None else (
+        solver.settings.n_latents if hasattr(solver, "settings") else solver.n_latents)
+    source = get_task(task, **_options(task_option, "--task-option"))
+    items = source.load(split, path=data_path, limit=limit)
+    outcomes = evaluate_items(solver, items, n_latents, batch_size=batch_size)
+    report: dict[str, Any] = {"checkpoint": checkpoint, "task": task, "split": split,
+                              "n_items": len(items), "n_latents": n_latents,
+                              "accuracy": accuracy(outcomes)}
+    try:
+        train = source.load("train", path=data_path, limit=5000)
+        report["chance_answer"], report["chance"] = most_frequent_answer(train, items)
+    except AblateError as err:
+        report["chance"] = None
+        report["chance_note"] = str(err)
+    latents_seen = [o.solution.latents for o in outcomes if o.solution.latents is not None]
+    if latents_seen and latents_seen[0].shape[0]:
+        erank = effective_rank(torch.stack(latents_seen), research=True)  # (N, n_latents)
+        report["latent_erank_mean"] = [round(float(v), 4) for v in erank.mean(0)]
+    if as_json:
+        console.print_json(json.dumps(report))
+        return
+    table = Table(title=f"CODI eval: {checkpoint}")
+    table.add_column("key")
+    table.add_column("value")
+    for key, value in report.items():
+        table.add_row(key, f"{value:.4f}" if isinstance(value, float) else str(value))
+    console.print(table)
+
+
+@codi_app.command("study")
+def study_command(
+    file: str = typer.Argument(..., help="Study TOML (see experiments/codi_rank_dynamics.toml)."),
+    out: str = typer.Option(None, "--out", help="Run directory (default runs/<name>)."),
+    threads: int = typer.Option(1, "--threads"),
+) -> None:
+    """Run the rank-dynamics study into a run directory (resumable) and summarise it."""
+    from ablate.codi.study import run_study, summarize
+    from ablate.codi.study_config import load_study
+    from ablate.store import read_records
+
+    _threads(threads)
+    study = load_study(file)
+    run_dir = out or str(Path("runs") / study.name)
+    with console.status("study") as status:
+        result = run_study(study, run_dir, experiment_file=file, progress=lambda job, done, total:
+                           status.update(f"{job}: {done}/{total} records"))
+    console.print(f"{run_dir}: {result.n_run} job(s) run, {result.n_skipped} already done; "
+                  f"{result.n_items} problems, {result.n_depth_unknown} without annotations "
+                  "(depth NA, excluded from depth statistics)")
+    summary = summarize(read_records(run_dir))
+    table = Table(title="accuracy and latent effective rank per condition")
+    for column in summary.columns:
+        table.add_column(str(column))
+    for row in summary.itertuples(index=False):
+        table.add_row(*[f"{v:.4f}" if isinstance(v, float) else str(v) for v in row])
+    console.print(table)
+
+
+@codi_app.command("inspect")
+def inspect_command(
+    checkpoint: str = typer.Argument(...),
+    kind: str = typer.Option("native", "--kind", help="native | research"),
+    tokenizer: str = typer.Option(None, "--tokenizer"),
+    base: str = typer.Option(None, "--base"),
+    n_head: int = typer.Option(None, "--n-head"),
+) -> None:
+    """What a CODI checkpoint holds: settings, sizes, special tokens, stored metrics."""
+    solver = _load_solver(checkpoint, kind, tokenizer, base, n_head, "cpu")
+    facts: dict[str, Any] = {"kind": kind, "mat_dim": solver.mat_dim,
+                             "parameters": sum(p.numel() for p in solver.parameters())}
+    if kind == "native":
+        from ablate.checkpoint import load_checkpoint
+
+        facts["settings"] = solver.settings.to_json()
+        facts["thinker"] = {k: getattr(solver.thinker.config, k) for k in
+                            ("mat_dim", "n_layers", "n_heads", "n_probes", "vocab_size",
+                             "max_len", "specials")}
+        info = load_checkpoint(checkpoint).info
+        facts["metrics"] = info.metadata.get("metrics")
+        facts["command"] = info.metadata.get("command")
+    else:
+        facts["gpt2"] = {k: getattr(solver.gpt2.config, k) for k in
+                         ("n_layer", "n_embd", "n_head", "vocab_size", "n_positions")}
+        facts["feedback"] = ("matrix bottleneck, readout "
+                             f"{solver.bottleneck.readout_kind}" if solver.mat_dim
+                             else "vanilla LayerNorm")
+        facts["n_latents"] = solver.n_latents
+    console.print_json(json.dumps(facts, default=str))
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(codi_app, name="codi")

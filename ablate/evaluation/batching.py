@@ -1,0 +1,81 @@
+"""How encoded items become model batches: length-sorted batches, padding, precision.
+
+Right padding serves teacher forcing: attention is causal, so a real token never sees the
+padding after it and no mask is needed. Left padding serves generation: every row's next
+token then sits at the same column, with a mask and explicit position ids so a padded
+row computes exactly what it would alone.
+
+    >>> batches = length_sorted_batches([5, 3, 9, 4], batch_size=2)
+    >>> batches
+    [[2, 0], [3, 1]]
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
+
+import torch
+
+from ablate.errors import AblateError
+
+PRECISIONS = ("float32", "bf16")
+PAD_ID = 0  # any valid id: padded positions are never read
+
+
+def length_sorted_batches(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
+    """Item indices grouped into batches of similar length (longest first, ties by index),
+    so little padding is computed; the order is a pure function of the lengths."""
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise AblateError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+    order = sorted(range(len(lengths)), key=lambda i: (-lengths[i], i))
+    return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+
+
+def right_pad(sequences: Sequence[Sequence[int]], device: torch.device) -> torch.Tensor:
+    """(B, L_max) ids, each row's tokens first."""
+    width = max(len(s) for s in sequences)
+    ids = torch.full((len(sequences), width), PAD_ID, dtype=torch.long)
+    for row, seq in enumerate(sequences):
+        ids[row, : len(seq)] = torch.as_tensor(list(seq), dtype=torch.long)
+    return ids.to(device)
+
+
+def left_pad(
+    sequences: Sequence[Sequence[int]], device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(ids, attention_mask, position_ids), each (B, L_max), tokens right-aligned;
+    positions count from 0 at each row's first real token."""
+    width = max(len(s) for s in sequences)
+    ids = torch.full((len(sequences), width), PAD_ID, dtype=torch.long)
+    mask = torch.zeros((len(sequences), width), dtype=torch.bool)
+    for row, seq in enumerate(sequences):
+        if seq:
+            ids[row, width - len(seq) :] = torch.as_tensor(list(seq), dtype=torch.long)
+            mask[row, width - len(seq) :] = True
+    positions = (mask.long().cumsum(1) - 1).clamp_min(0)
+    return ids.to(device), mask.to(device), positions.to(device)
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError) as err:
+        raise AblateError(f"device {device!r} is not a torch device; use 'cpu' or 'cuda'") from err
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise AblateError(f"device {device!r} requested but CUDA is not available; use 'cpu'")
+    return resolved
+
+
+def autocast(device: torch.device, precision: str) -> AbstractContextManager:
+    """bf16 autocast on CUDA for "bf16"; nothing for "float32"."""
+    if precision not in PRECISIONS:
+        raise AblateError(f"precision '{precision}' is not one of {', '.join(PRECISIONS)}")
+    if precision == "float32":
+        return contextlib.nullcontext()
+    if device.type != "cuda":
+        raise AblateError(
+            f"precision 'bf16' needs a CUDA device (got '{device}'); use precision 'float32' on CPU"
+        )
+    return torch.autocast(device_type="cuda", dtype=torch.bfloat16)

@@ -1,0 +1,455 @@
+"""Experiment files: a TOML grid of checkpoints x tasks x iterations x eval seeds, each
+job running every intervention condition over the same items.
+
+An experiment file is data: ``version = 1``, a ``name``, ``[[checkpoints]]`` (path or glob,
+train seed, configuration label, optional loader overrides), ``[[interventions]]`` (plain
+tables handed to ``ablate.interventions.expand_conditions``), ``[[tasks]]``, the lists
+``eval_seeds`` and ``iterations``, ``batch_size``, ``device`` and a ``[stats]`` table read
+by the statistics. Unknown keys anywhere are errors. Relative paths resolve against the
+file's directory; ``Experiment.resolve()`` expands globs into concrete checkpoints, and the
+config hash is taken over that resolved form. ``expand_jobs`` turns a resolved experiment
+into its grid of jobs (``ablate.executors.run_job`` runs one).
+
+    >>> experiment = load_experiment("experiments/quickstart.toml").resolve()  # doctest: +SKIP
+    >>> [job.job_id for job in expand_jobs(experiment)][:1]                     # doctest: +SKIP
+    ['multiprobe-s0__synthetic-test-teacher_forced__T4__e0__5d41402a']
+"""
+
+from __future__ import annotations
+
+import glob
+import hashlib
+import json
+import os
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib
+
+import tomli_w
+
+from ablate.errors import AblateError
+
+VERSION = 1
+MODES = ("teacher_forced", "generative")
+# Loader settings a checkpoint file cannot tell (spec §3.6), passed to load_checkpoint;
+# "tokenizer" is a directory and resolves like every other path.
+OVERRIDE_KEYS = ("attention", "n_heads", "variant", "embedding", "embedding_rank", "tokenizer")
+# Settings that choose where/how fast records are computed or how they are analysed, not
+# which records exist: a run may resume with other values, so the hash leaves them out.
+UNHASHED_KEYS = ("device", "batch_size", "stats", "description")
+_GLOB_CHARS = re.compile(r"[*?\[]")
+_SEED_IN_PATH = re.compile(r"seed[-_]?(\d+)", re.IGNORECASE)
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
+@dataclass(frozen=True)
+class CheckpointSpec:
+    """One ``[[checkpoints]]`` entry. ``path`` may be a glob; ``train_seed`` may then be
+    omitted and is read from "seed<N>" in each matched path."""
+
+    path: str
+    label: str
+    train_seed: int | None = None
+    overrides: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """One ``[[tasks]]`` entry: ``options`` are the task's own settings (``get_task``)."""
+
+    name: str
+    split: str = "test"
+    path: str | None = None
+    limit: int | None = None
+    mode: str = "teacher_forced"
+    few_shot: int = 0
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class StatsSettings:
+    """``[stats]``: equivalence margin (accuracy as a fraction, 0.02 = 2 pp), interval
+    level, bootstrap replicates, and the seed of the statistics' random generator."""
+
+    tost_margin: float = 0.02
+    level: float = 0.95
+    n_boot: int = 2000
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """A parsed experiment file. ``source`` (the file) is not part of the config; it only
+    anchors relative paths and names the file in errors."""
+
+    name: str
+    checkpoints: tuple[CheckpointSpec, ...]
+    tasks: tuple[TaskSpec, ...]
+    iterations: tuple[int, ...]
+    interventions: tuple[dict[str, Any], ...] = ()
+    eval_seeds: tuple[int, ...] = (0,)
+    batch_size: int = 16
+    device: str = "cpu"
+    stats: StatsSettings = field(default_factory=StatsSettings)
+    description: str = ""
+    version: int = VERSION
+    source: str = field(default="<memory>", compare=False)
+
+    @property
+    def base_dir(self) -> Path:
+        """The directory relative paths resolve against (the file's, else the cwd)."""
+        path = Path(self.source)
+        return path.parent.resolve() if path.is_file() else Path.cwd()
+
+    def to_dict(self) -> dict[str, Any]:
+        """The config as TOML-ready data (None values dropped, tuples as lists)."""
+        return {
+            "version": self.version,
+            "name": self.name,
+            **({"description": self.description} if self.description else {}),
+            "checkpoints": [_drop_none(vars(c)) for c in self.checkpoints],
+            "interventions": [dict(i) for i in self.interventions],
+            "tasks": [_drop_none(vars(t)) for t in self.tasks],
+            "eval_seeds": list(self.eval_seeds),
+            "iterations": list(self.iterations),
+            "batch_size": self.batch_size,
+            "device": self.device,
+            "stats": dict(vars(self.stats)),
+        }
+
+    def to_toml(self) -> str:
+        return tomli_w.dumps(self.to_dict())
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], *, source: str = "<memory>") -> Experiment:
+        """Parse and check a config mapping; errors name ``source`` and the bad key."""
+        return _parse(data, source)
+
+    def resolve(self, *, limit: int | None = None) -> Experiment:
+        """A copy with concrete, absolute checkpoint paths (globs expanded, seeds filled)
+        and absolute task paths; ``limit`` caps every task's item count."""
+        checkpoints = tuple(c for spec in self.checkpoints for c in self._resolve_checkpoint(spec))
+        seen: dict[tuple[str, int], str] = {}
+        for c in checkpoints:
+            key = (c.label, c.train_seed)
+            if key in seen:
+                raise AblateError(
+                    f"{self.source}: checkpoints {seen[key]} and {c.path} both have label "
+                    f"'{c.label}' and train_seed {c.train_seed}; give each a distinct label or seed"
+                )
+            seen[key] = c.path
+        tasks = []
+        for t in self.tasks:
+            path = str(self._absolute(t.path)) if t.path is not None else None
+            capped = t.limit if limit is None else min(limit, t.limit or limit)
+            tasks.append(replace(t, path=path, limit=capped))
+        return replace(self, checkpoints=checkpoints, tasks=tuple(tasks))
+
+    def config_hash(self) -> str:
+        """sha256 of the canonical JSON of the config, without ``UNHASHED_KEYS``. Call it
+        on a resolved experiment so the hash pins the checkpoints actually matched."""
+        data = {k: v for k, v in self.to_dict().items() if k not in UNHASHED_KEYS}
+        canonical = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+    def _absolute(self, path: str) -> Path:
+        candidate = Path(path).expanduser()
+        return candidate if candidate.is_absolute() else self.base_dir / candidate
+
+    def _resolve_checkpoint(self, spec: CheckpointSpec) -> list[CheckpointSpec]:
+        pattern = os.path.normpath(self._absolute(spec.path))
+        if _GLOB_CHARS.search(spec.path):
+            paths = sorted(glob.glob(pattern))
+            if not paths:
+                raise AblateError(
+                    f"{self.source}: no checkpoint matches '{spec.path}' (looked for {pattern}); "
+                    "put the checkpoints there, fix the path, or check only the file's "
+                    "structure with `ablate validate --no-checkpoints`"
+                )
+            if spec.train_seed is not None and len(paths) > 1:
+                raise AblateError(
+                    f"{self.source}: train_seed = {spec.train_seed} is set for '{spec.path}', "
+                    f"which matches {len(paths)} checkpoints; remove train_seed so each seed "
+                    "is read from 'seed<N>' in its path"
+                )
+        else:
+            if not Path(pattern).exists():
+                raise AblateError(
+                    f"{self.source}: checkpoint {pattern} does not exist; fix the path (relative "
+                    "paths start at the experiment file's directory) or create the checkpoint"
+                )
+            paths = [pattern]
+        overrides = dict(spec.overrides)
+        if "tokenizer" in overrides:
+            overrides["tokenizer"] = str(self._absolute(overrides["tokenizer"]))
+        return [
+            replace(spec, path=str(Path(p).resolve()), train_seed=self._seed_of(spec, p),
+                    overrides=overrides)
+            for p in paths
+        ]
+
+    def _seed_of(self, spec: CheckpointSpec, path: str) -> int:
+        if spec.train_seed is not None:
+            return spec.train_seed
+        found = _SEED_IN_PATH.findall(path)
+        if not found:
+            raise AblateError(
+                f"{self.source}: cannot tell the train seed of {path}: set train_seed in its "
+                "[[checkpoints]] entry or put 'seed<N>' in the path"
+            )
+        return int(found[-1])
+
+
+def load_experiment(path: str | Path) -> Experiment:
+    """Read and check an experiment TOML file (not yet resolved)."""
+    file = Path(path)
+    if not file.is_file():
+        raise AblateError(f"Experiment file {file} not found; pass a .toml file such as "
+                          "experiments/quickstart.toml")
+    try:
+        data = tomllib.loads(file.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
+        raise AblateError(f"{file}: not valid TOML ({err}); fix the syntax") from err
+    return _parse(data, str(file))
+
+
+# Columns run_job puts in front of the evaluation's item, condition and metric columns.
+JOB_COLUMNS = ("job_id", "checkpoint", "config_label", "train_seed", "eval_seed", "task",
+               "split", "mode", "n_iterations")
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+@dataclass(frozen=True)
+class Job:
+    """One cell of the grid: a checkpoint, a task, T and an eval seed, with every
+    intervention condition (so evaluation shares one backbone pass across them). Plain
+    values only, so a job pickles to a remote worker."""
+
+    job_id: str
+    checkpoint: CheckpointSpec
+    task: TaskSpec
+    n_iterations: int
+    eval_seed: int
+    interventions: tuple[dict[str, Any], ...]
+    batch_size: int
+    device: str
+
+    def columns(self) -> dict[str, Any]:
+        """The ``JOB_COLUMNS`` values of this job."""
+        values = {
+            "job_id": self.job_id,
+            "checkpoint": self.checkpoint.path,
+            "config_label": self.checkpoint.label,
+            "train_seed": self.checkpoint.train_seed,
+            "eval_seed": self.eval_seed,
+            "task": self.task.name,
+            "split": self.task.split,
+            "mode": self.task.mode,
+            "n_iterations": self.n_iterations,
+        }
+        assert tuple(values) == JOB_COLUMNS
+        return values
+
+
+def expand_jobs(experiment: Experiment) -> list[Job]:
+    """The grid checkpoints x tasks x iterations x eval seeds of a resolved experiment,
+    in that nesting order (checkpoint outermost, so a sequential run loads each once).
+
+    Job ids read "{label}-s{seed}__{task}-{split}-{mode}__T{T}__e{seed}__{hash8}"; the
+    hash covers everything the job's records depend on, so ids are stable across runs
+    and distinct even when two entries share a label and seed.
+    """
+    unresolved = [c.path for c in experiment.checkpoints if c.train_seed is None
+                  or _GLOB_CHARS.search(c.path)]
+    assert not unresolved, f"expand_jobs needs a resolved experiment: {unresolved}"
+    jobs = []
+    for checkpoint in experiment.checkpoints:
+        for task in experiment.tasks:
+            for n_iterations in experiment.iterations:
+                for eval_seed in experiment.eval_seeds:
+                    readable = (f"{checkpoint.label}-s{checkpoint.train_seed}__{task.name}-"
+                                f"{task.split}-{task.mode}__T{n_iterations}__e{eval_seed}")
+                    content = {"checkpoint": vars(checkpoint), "task": vars(task),
+                               "n_iterations": n_iterations, "eval_seed": eval_seed,
+                               "interventions": list(experiment.interventions)}
+                    digest = hashlib.sha256(json.dumps(content, sort_keys=True).encode())
+                    jobs.append(Job(
+                        job_id=f"{_UNSAFE.sub('-', readable)}__{digest.hexdigest()[:8]}",
+                        checkpoint=checkpoint,
+                        task=task,
+                        n_iterations=n_iterations,
+                        eval_seed=eval_seed,
+                        interventions=experiment.interventions,
+                        batch_size=experiment.batch_size,
+                        device=experiment.device,
+                    ))
+    ids = [job.job_id for job in jobs]
+    assert len(set(ids)) == len(ids), "job ids collide"
+    return jobs
+
+
+# ---------------------------------------------------------------------------------------
+# Parsing: every key is checked by name and type, every error names the file.
+
+_TOP_KEYS = ("version", "name", "description", "checkpoints", "interventions", "tasks",
+             "eval_seeds", "iterations", "batch_size", "device", "stats")
+_CHECKPOINT_KEYS = ("path", "label", "train_seed", "overrides")
+_TASK_KEYS = ("name", "split", "path", "limit", "mode", "few_shot", "options")
+_STATS_KEYS = ("tost_margin", "level", "n_boot", "seed")
+
+
+class _Reader:
+    """Typed access to one table; ``where`` says which table in error messages."""
+
+    def __init__(self, table: Any, where: str, source: str, allowed: Sequence[str]) -> None:
+        if not isinstance(table, Mapping):
+            raise AblateError(f"{source}: {where} must be a table, got {type(table).__name__}")
+        unknown = [key for key in table if key not in allowed]
+        if unknown:
+            raise AblateError(f"{source}: unknown key '{unknown[0]}' in {where}; "
+                              f"allowed keys: {', '.join(allowed)}")
+        self.table, self.where, self.source = table, where, source
+
+    def fail(self, key: str, message: str) -> AblateError:
+        return AblateError(f"{self.source}: {self.where}: '{key}' {message}")
+
+    def get(self, key: str, kind: type | tuple[type, ...], default: Any = ...,
+            *, min_value: float | None = None) -> Any:
+        if key not in self.table:
+            if default is ...:
+                raise self.fail(key, "is required")
+            return default
+        value = self.table[key]
+        kinds = kind if isinstance(kind, tuple) else (kind,)
+        # bool is an int subclass in Python, but `k = true` is never meant as a number.
+        if isinstance(value, bool) and bool not in kinds or not isinstance(value, kinds):
+            names = " or ".join(k.__name__ for k in kinds)
+            raise self.fail(key, f"must be {names}, got {value!r}")
+        if min_value is not None and value < min_value:
+            raise self.fail(key, f"must be >= {min_value}, got {value!r}")
+        return value
+
+    def int_list(self, key: str, default: Any = ..., *, min_value: int = 0) -> tuple[int, ...]:
+        values = self.get(key, list, default)
+        if not values:
+            raise self.fail(key, "must be a non-empty list of integers")
+        for v in values:
+            if isinstance(v, bool) or not isinstance(v, int) or v < min_value:
+                raise self.fail(key, f"must hold integers >= {min_value}, got {v!r}")
+        if len(set(values)) != len(values):
+            raise self.fail(key, f"has repeated values {values}; list each once")
+        return tuple(values)
+
+
+def _parse(data: Mapping[str, Any], source: str) -> Experiment:
+    top = _Reader(data, "the top level", source, _TOP_KEYS)
+    version = top.get("version", int)
+    if version != VERSION:
+        raise top.fail("version", f"is {version}; this ablate reads version {VERSION} files")
+    name = top.get("name", str)
+    if not _NAME.match(name):
+        raise top.fail("name", f"{name!r} must be letters, digits, '.', '_' or '-' (it names "
+                               "the default run directory runs/<name>)")
+    checkpoints = _entries(data, "checkpoints", source, _CHECKPOINT_KEYS, _parse_checkpoint)
+    tasks = _entries(data, "tasks", source, _TASK_KEYS, _parse_task)
+    interventions = _parse_interventions(data.get("interventions", []), source)
+    device = top.get("device", str, "cpu")
+    _check_device(device, source)
+    stats_reader = _Reader(data.get("stats", {}), "[stats]", source, _STATS_KEYS)
+    stats = StatsSettings(
+        tost_margin=float(stats_reader.get("tost_margin", (float, int), 0.02)),
+        level=float(stats_reader.get("level", (float, int), 0.95)),
+        n_boot=stats_reader.get("n_boot", int, 2000, min_value=1),
+        seed=stats_reader.get("seed", int, 0, min_value=0),
+    )
+    if not 0 < stats.level < 1:
+        raise stats_reader.fail("level", f"must lie strictly between 0 and 1, got {stats.level}")
+    if stats.tost_margin <= 0:
+        raise stats_reader.fail("tost_margin", f"must be > 0, got {stats.tost_margin}")
+    return Experiment(
+        name=name,
+        description=top.get("description", str, ""),
+        checkpoints=checkpoints,
+        interventions=interventions,
+        tasks=tasks,
+        eval_seeds=top.int_list("eval_seeds", [0]),
+        iterations=top.int_list("iterations"),
+        batch_size=top.get("batch_size", int, 16, min_value=1),
+        device=device,
+        stats=stats,
+        version=version,
+        source=source,
+    )
+
+
+def _entries(data: Mapping[str, Any], key: str, source: str, allowed: Sequence[str],
+             parse: Any, *, required: bool = True) -> tuple[Any, ...]:
+    tables = data.get(key, [])
+    if not isinstance(tables, list) or (required and not tables):
+        raise AblateError(f"{source}: needs at least one [[{key}]] table (allowed keys: "
+                          f"{', '.join(allowed)})")
+    return tuple(parse(_Reader(t, f"[[{key}]] #{i + 1}", source, allowed))
+                 for i, t in enumerate(tables))
+
+
+def _parse_interventions(tables: Any, source: str) -> tuple[dict[str, Any], ...]:
+    """The [[interventions]] tables, checked by their own module (names, keys, sites, k)
+    without a model; the d- and layer-dependent checks wait for the checkpoints."""
+    from ablate.interventions import validate_conditions
+
+    try:
+        validate_conditions(tables)
+    except AblateError as err:
+        raise AblateError(f"{source}: {err}") from None
+    return tuple(dict(t) for t in tables)
+
+
+def _parse_checkpoint(r: _Reader) -> CheckpointSpec:
+    overrides = _Reader(r.table.get("overrides", {}), f"{r.where} overrides", r.source,
+                        OVERRIDE_KEYS)
+    return CheckpointSpec(
+        path=r.get("path", str),
+        label=r.get("label", str),
+        train_seed=r.get("train_seed", int, None, min_value=0),
+        overrides=dict(overrides.table),
+    )
+
+
+def _parse_task(r: _Reader) -> TaskSpec:
+    mode = r.get("mode", str, "teacher_forced")
+    if mode not in MODES:
+        raise r.fail("mode", f"is {mode!r}; use one of {', '.join(MODES)}")
+    few_shot = r.get("few_shot", int, 0, min_value=0)
+    return TaskSpec(
+        name=r.get("name", str),
+        split=r.get("split", str, "test"),
+        path=r.get("path", str, None),
+        limit=r.get("limit", int, None, min_value=1),
+        mode=mode,
+        few_shot=few_shot,
+        options=dict(r.get("options", dict, {})),
+    )
+
+
+def _check_device(device: str, source: str) -> None:
+    if device == "auto":
+        return
+    import torch
+
+    try:
+        torch.device(device)
+    except RuntimeError as err:
+        raise AblateError(f"{source}: device {device!r} is not a torch device; use 'cpu', "
+                          "'cuda', 'cuda:0', 'mps' or 'auto'") from err
+
+
+def _drop_none(values: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: (dict(v) if isinstance(v, Mapping) else v)
+            for k, v in values.items() if v is not None and v != {}}

@@ -1,0 +1,464 @@
+"""Named interventions on the states of a Matrix Thinker, and the conditions built from them.
+
+An intervention is plain data (a TOML table): a registered ``name``, a ``site`` (an alias
+of ``ablate.model.hooks``: ``head_input`` (default), ``pre_norm``, ``embed``, ``iter.t``,
+``iter.t.layer.l``, ``iter.*``) and its parameters. A ``Condition`` is an ordered tuple of
+interventions applied together, with the canonical label and the schema fields the
+results store writes (``intervention``, ``site``, ``k``, ``draw``). ``expand_conditions``
+turns a list of tables into conditions, expanding ``k`` lists and random ``draws``:
+
+    >>> conditions = expand_conditions(
+    ...     [{"name": "svd_rank_k", "k": [1, 4]}, {"name": "random_rank_k", "k": 4, "draws": 2}],
+    ...     d=8, n_layers=2)
+    >>> [c.label for c in conditions]   # doctest: +NORMALIZE_WHITESPACE
+    ['none', 'svd_rank_k@head_input:k=1', 'svd_rank_k@head_input:k=4',
+     'random_rank_k@head_input:k=4:draw=0', 'random_rank_k@head_input:k=4:draw=1']
+    >>> with model.hooks(conditions[1].hooks(eval_seed=0)):   # doctest: +SKIP
+    ...     logits = model(ids, n_iterations=8).logits
+
+Table keys: ``name``; ``site``; ``k`` (int or list); for ``random_rank_k`` ``draws`` (count,
+draws 0..n-1) or ``draw`` (int or list) and ``side`` ("columns": Q Qᵀ M, or "rows":
+M Q Qᵀ); ``norm_matched`` (rescale each projected matrix to its original Frobenius norm);
+``compose`` (a list of tables applied in that order, expanded as a product) instead of a
+name. ``{name = "none"}`` is the unablated condition.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from fnmatch import fnmatchcase
+from functools import lru_cache
+from typing import Any
+
+import torch
+
+from ablate.errors import AblateError, unknown_name_error
+from ablate.model.hooks import HookFn, hook_names, resolve_site
+from ablate.projections import (
+    SIDES,
+    LowRankBasis,
+    decompose,
+    draw_generator,
+    norm_matched,
+    random_project,
+    random_subspace,
+    svd_project,
+)
+
+logger = logging.getLogger(__name__)
+
+NONE = "none"
+DEFAULT_SITE = "head_input"
+# Hook names back to the alias written in labels, so "head.hook_in" and "head_input"
+# give one canonical label.
+_ALIAS_OF = {"head.hook_in": "head_input", "final_norm.hook_in": "pre_norm",
+             "embed.hook_out": "embed"}
+_ITER_HOOK = re.compile(r"^iter\.(\d+|\*)(\.layer\.(\d+|\*))?\.hook_out$")
+# Sites whose interventions act after the thinking blocks, so one backbone pass can serve
+# every condition made only of them (see ablate.evaluation.shared_backbone).
+AFTER_BACKBONE = ("final_norm.hook_in", "head.hook_in")
+
+ProjectFn = Callable[["Intervention", torch.Tensor, int, "LowRankBasis | None"], torch.Tensor]
+
+
+@dataclass(frozen=True)
+class InterventionKind:
+    """A registered intervention: ``project(intervention, X, eval_seed, basis)`` maps a
+    float32 batch (..., d, d) to its ablated version; ``basis`` is an optional precomputed
+    ``projections.decompose(X)``. ``params`` are the table keys it accepts."""
+
+    name: str
+    summary: str
+    params: tuple[str, ...]
+    project: ProjectFn
+    uses_basis: bool = False
+
+
+INTERVENTIONS: dict[str, InterventionKind] = {}
+
+
+def register_intervention(
+    name: str, summary: str, params: Sequence[str], *, uses_basis: bool = False
+) -> Callable[[ProjectFn], ProjectFn]:
+    """Decorator registering ``project`` under ``name`` (names are unique)."""
+
+    def add(project: ProjectFn) -> ProjectFn:
+        assert name not in INTERVENTIONS and name != NONE, f"duplicate intervention {name}"
+        INTERVENTIONS[name] = InterventionKind(name, summary, tuple(params), project, uses_basis)
+        return project
+
+    return add
+
+
+def available_interventions() -> list[str]:
+    return sorted([NONE, *INTERVENTIONS])
+
+
+def get_intervention(name: str) -> InterventionKind:
+    if name not in INTERVENTIONS:
+        raise unknown_name_error("intervention", name, available_interventions())
+    return INTERVENTIONS[name]
+
+
+@register_intervention(
+    "svd_rank_k", "best rank-k approximation of each matrix (Eckart-Young)",
+    ("k", "norm_matched"), uses_basis=True,
+)
+def _svd_rank_k(
+    intervention: Intervention, X: torch.Tensor, eval_seed: int, basis: LowRankBasis | None
+) -> torch.Tensor:
+    return svd_project(basis if basis is not None else decompose(X), intervention.k)
+
+
+@register_intervention(
+    "random_rank_k",
+    "orthogonal projection onto a Haar-random k-dim subspace seeded by (eval seed, draw, k)",
+    ("k", "draw", "draws", "side", "norm_matched"),
+)
+def _random_rank_k(
+    intervention: Intervention, X: torch.Tensor, eval_seed: int, basis: LowRankBasis | None
+) -> torch.Tensor:
+    Q = _subspace(eval_seed, intervention.draw or 0, intervention.k, X.shape[-1],
+                  intervention.side)
+    return random_project(X, Q, intervention.side)
+
+
+@lru_cache(maxsize=256)
+def _subspace(eval_seed: int, draw: int, k: int, d: int, side: str) -> torch.Tensor:
+    """(d, k) float64 on CPU; one subspace per condition, shared by every token and item."""
+    return random_subspace(d, k, generator=draw_generator(eval_seed, draw, k), side=side)
+
+
+def canonical_site(site: str, n_layers: int | None = None) -> str:
+    """The alias used in labels for ``site`` ("head.hook_in" -> "head_input")."""
+    name = resolve_site(site, n_layers)
+    if name in _ALIAS_OF:
+        return _ALIAS_OF[name]
+    m = _ITER_HOOK.match(name)
+    if m:
+        return f"iter.{m.group(1)}" + (f".layer.{m.group(3)}" if m.group(2) else "")
+    return name
+
+
+@dataclass(frozen=True)
+class Intervention:
+    """One intervention at one site. ``k`` is the projection rank, ``draw`` the random
+    draw (random kinds only). The site is stored in its canonical alias form."""
+
+    name: str
+    site: str = DEFAULT_SITE
+    k: int | None = None
+    draw: int | None = None
+    side: str = "columns"
+    norm_matched: bool = False
+
+    def __post_init__(self) -> None:
+        kind = get_intervention(self.name)
+        object.__setattr__(self, "site", canonical_site(self.site))
+        if "k" in kind.params:
+            _int_list(self.k, self.label, "k", minimum=1, scalar=True)
+        if self.draw is None and "draw" in kind.params:
+            object.__setattr__(self, "draw", 0)
+        if self.draw is not None and "draw" not in kind.params:
+            raise AblateError(f"{self.name} takes no draw (got draw={self.draw}); remove it")
+        if self.draw is not None:
+            _int_list(self.draw, self.label, "draw", minimum=0, scalar=True)
+        if self.side not in SIDES:
+            raise AblateError(f"{self.label}: side must be one of {', '.join(SIDES)}, "
+                              f"got {self.side!r}")
+
+    @property
+    def kind(self) -> InterventionKind:
+        return get_intervention(self.name)
+
+    @property
+    def hook_name(self) -> str:
+        """The hook name or pattern the model fires it at."""
+        return resolve_site(self.site)
+
+    @property
+    def variant(self) -> str:
+        """Label suffix of the non-default settings that change what is done."""
+        return (":side=rows" if self.side == "rows" else "") + (
+            ":norm_matched" if self.norm_matched else ""
+        )
+
+    @property
+    def label(self) -> str:
+        draw = f":draw={self.draw}" if self.draw is not None else ""
+        return f"{self.name}@{self.site}:k={self.k}{draw}{self.variant}"
+
+    def is_identity(self, d: int) -> bool:
+        """k >= d projects onto the whole space: the matrices pass unchanged."""
+        return self.k is not None and self.k >= d
+
+    def apply(
+        self, X: torch.Tensor, eval_seed: int, basis: LowRankBasis | None = None
+    ) -> torch.Tensor:
+        """The ablated batch (..., d, d), same dtype as X, computed in float32 or better
+        with autocast off. ``basis`` = ``decompose(X)`` shared between conditions."""
+        if self.is_identity(X.shape[-1]):
+            return X
+        with torch.autocast(device_type=X.device.type, enabled=False):
+            work = X if X.dtype in (torch.float32, torch.float64) else X.float()
+            projected = self.kind.project(self, work, eval_seed, basis)
+            if self.norm_matched:
+                projected = norm_matched(projected, work)
+        return projected.to(X.dtype)
+
+
+@dataclass(frozen=True)
+class Condition:
+    """An ordered set of interventions applied together, with its record fields.
+
+    ``label`` is canonical ("none", "svd_rank_k@head_input:k=4", composed labels joined by
+    "+"); ``intervention``/``site`` join the parts by "+"; ``k``/``draw`` are set when every
+    part agrees. ``identity`` is True when nothing changes (unablated, or k >= d throughout).
+    """
+
+    label: str
+    interventions: tuple[Intervention, ...] = ()
+    intervention: str = NONE
+    site: str = NONE
+    k: int | None = None
+    draw: int | None = None
+    identity: bool = True
+    notes: tuple[str, ...] = field(default=(), compare=False)
+
+    @property
+    def after_backbone(self) -> bool:
+        """Every part acts at pre_norm or head_input (one backbone pass serves it)."""
+        return all(i.hook_name in AFTER_BACKBONE for i in self.interventions)
+
+    def record_fields(self) -> dict[str, Any]:
+        """The condition columns of a per-item record."""
+        return {"condition": self.label, "intervention": self.intervention,
+                "site": self.site, "k": self.k, "draw": self.draw}
+
+    def hooks(self, eval_seed: int) -> dict[str, HookFn]:
+        """``{hook name or pattern: fn}`` for ``model.hooks``; parts at one site run in
+        list order inside one function. An identity part (k >= d) returns its input
+        tensor itself, so it leaves the model's outputs bit-identical."""
+        by_site: dict[str, list[Intervention]] = {}
+        for intervention in self.interventions:
+            by_site.setdefault(intervention.hook_name, []).append(intervention)
+        return {site: _hook_fn(tuple(parts), eval_seed) for site, parts in by_site.items()}
+
+    def apply_at(self, hook_name: str, X: torch.Tensor, eval_seed: int,
+                 basis: LowRankBasis | None = None) -> torch.Tensor:
+        """Apply this condition's parts at ``hook_name`` to X in order; ``basis`` (of X)
+        serves the first part only, since later parts see an already ablated X."""
+        for i, part in enumerate(p for p in self.interventions if p.hook_name == hook_name):
+            X = part.apply(X, eval_seed, basis if i == 0 else None)
+        return X
+
+
+def _hook_fn(parts: tuple[Intervention, ...], eval_seed: int) -> HookFn:
+    def hook(X: torch.Tensor, name: str) -> torch.Tensor:
+        for part in parts:
+            X = part.apply(X, eval_seed)
+        return X
+
+    return hook
+
+
+UNABLATED = Condition(label=NONE)
+
+
+def make_condition(interventions: Sequence[Intervention], d: int | None = None) -> Condition:
+    """The condition applying ``interventions`` in order (empty: unablated)."""
+    if not interventions:
+        return UNABLATED
+    parts = tuple(interventions)
+    identity_parts = [p for p in parts if d is not None and p.is_identity(d)]
+    ks = {p.k for p in parts if p.k is not None}
+    draws = {p.draw for p in parts if p.draw is not None}
+    return Condition(
+        label="+".join(p.label for p in parts),
+        interventions=parts,
+        intervention="+".join(p.name + p.variant for p in parts),
+        site="+".join(dict.fromkeys(p.site for p in parts)),
+        k=ks.pop() if len(ks) == 1 else None,
+        draw=draws.pop() if len(draws) == 1 else None,
+        identity=len(identity_parts) == len(parts),
+        notes=tuple(f"k={p.k} >= d={d}: {p.label} is the identity" for p in identity_parts),
+    )
+
+
+# --- expansion of TOML tables ----------------------------------------------------------
+
+_BASE_KEYS = ("name", "site")
+
+
+def expand_conditions(
+    spec: Sequence[Mapping[str, Any]], *, d: int, n_layers: int, include_unablated: bool = True
+) -> list[Condition]:
+    """Conditions of ``spec`` (list of tables), unablated first when ``include_unablated``.
+
+    Raises ``AblateError`` for unknown names, keys or sites, k < 1, and duplicate labels.
+    A k >= d is the identity: logged, and flagged in ``Condition.identity``.
+    """
+    conditions = _expand(spec, d=d, n_layers=n_layers, include_unablated=include_unablated)
+    for condition in conditions:
+        for note in condition.notes:
+            logger.info("%s (condition %s)", note, condition.label)
+    return conditions
+
+
+def validate_conditions(
+    spec: Sequence[Mapping[str, Any]],
+    *,
+    d: int | None = None,
+    n_layers: int | None = None,
+    n_iterations: int | None = None,
+) -> list[Condition]:
+    """Check ``spec`` without a model (for ``ablate validate``) and return its conditions.
+
+    With ``n_iterations`` (and ``n_layers``), also checks that every site fires in a
+    forward pass of that many iterations.
+    """
+    conditions = _expand(spec, d=d, n_layers=n_layers, include_unablated=True)
+    if n_iterations is not None:
+        if n_layers is None:  # enough layers for every layer the sites name
+            named = [int(x) for c in conditions for p in c.interventions
+                     for x in re.findall(r"layer\.(\d+)", p.hook_name)]
+            n_layers = max(named, default=0) + 1
+        check_sites_fire(conditions, n_iterations=n_iterations, n_layers=n_layers)
+    return conditions
+
+
+def check_sites_fire(conditions: Sequence[Condition], *, n_iterations: int, n_layers: int) -> None:
+    """Raise if a site never fires with T = ``n_iterations`` (e.g. iter.5 when T = 3): its
+    condition would silently equal the unablated one."""
+    names = hook_names(n_iterations, n_layers)
+    for condition in conditions:
+        for part in condition.interventions:
+            if not any(fnmatchcase(name, part.hook_name) for name in names):
+                raise AblateError(
+                    f"condition '{condition.label}': site '{part.site}' never fires with "
+                    f"n_iterations={n_iterations} and {n_layers} layers; use iterations "
+                    f"1..{n_iterations} or remove the condition"
+                )
+
+
+def _expand(
+    spec: Sequence[Mapping[str, Any]], *, d: int | None, n_layers: int | None,
+    include_unablated: bool,
+) -> list[Condition]:
+    if isinstance(spec, Mapping) or not isinstance(spec, Sequence):
+        raise AblateError(
+            f"interventions must be a list of tables, got {type(spec).__name__}; write "
+            '[[interventions]] tables, e.g. {name = "svd_rank_k", k = [1, 2, 4]}'
+        )
+    conditions = [UNABLATED] if include_unablated else []
+    seen = {c.label for c in conditions}
+    for index, entry in enumerate(spec):
+        where = f"interventions[{index}]"
+        for parts in _expand_entry(entry, where, n_layers):
+            condition = make_condition(parts, d)
+            if condition.label in seen:
+                if condition is UNABLATED:
+                    continue
+                raise AblateError(
+                    f"{where}: condition '{condition.label}' is listed twice; remove the duplicate"
+                )
+            _check_disjoint_sites(condition, where, n_layers)
+            seen.add(condition.label)
+            conditions.append(condition)
+    return conditions
+
+
+def _expand_entry(entry: Any, where: str, n_layers: int | None) -> list[tuple[Intervention, ...]]:
+    if not isinstance(entry, Mapping):
+        raise AblateError(f"{where} must be a table with a 'name', got {entry!r}")
+    if "compose" in entry:
+        extra = sorted(set(entry) - {"compose"})
+        steps = entry["compose"]
+        if extra or not isinstance(steps, list) or not steps:
+            raise AblateError(
+                f"{where}: a 'compose' table holds only a non-empty list of intervention "
+                f"tables (got keys {sorted(entry)}); move {extra or 'the settings'} into the steps"
+            )
+        options = [_expand_entry(step, f"{where}.compose[{i}]", n_layers)
+                   for i, step in enumerate(steps)]
+        for i, choices in enumerate(options):
+            if choices == [()]:
+                raise AblateError(f"{where}.compose[{i}]: 'none' cannot be composed; remove it")
+        return [tuple(itertools.chain(*combo)) for combo in itertools.product(*options)]
+    if "name" not in entry:
+        raise AblateError(f"{where}: missing 'name'; one of {', '.join(available_interventions())}")
+    name = entry["name"]
+    if name == NONE:
+        if set(entry) != {"name"}:
+            raise AblateError(f"{where}: the 'none' condition takes no settings; remove "
+                              f"{sorted(set(entry) - {'name'})}")
+        return [()]
+    kind = get_intervention(str(name))
+    unknown = sorted(set(entry) - set(_BASE_KEYS) - set(kind.params))
+    if unknown:
+        raise AblateError(
+            f"{where}: unknown key(s) {', '.join(unknown)} for '{name}'. "
+            f"Allowed: {', '.join(_BASE_KEYS + kind.params)}"
+        )
+    site = entry.get("site", DEFAULT_SITE)
+    if not isinstance(site, str):
+        raise AblateError(f"{where}: site must be a string such as 'head_input', got {site!r}")
+    try:
+        site = canonical_site(site, n_layers)
+    except AblateError as err:
+        raise AblateError(f"{where}: {err}") from None
+    if "k" not in entry:
+        raise AblateError(f"{where}: '{name}' needs k (an integer >= 1 or a list of them)")
+    ks = _int_list(entry["k"], where, "k", minimum=1)
+    draws: list[int | None] = [None]
+    if "draw" in kind.params:
+        if "draws" in entry and "draw" in entry:
+            raise AblateError(f"{where}: give 'draws' (a count) or 'draw' (indices), not both")
+        if "draw" in entry:
+            draws = list(_int_list(entry["draw"], where, "draw", minimum=0))
+        else:
+            (count,) = _int_list(entry.get("draws", 1), where, "draws", minimum=1, scalar=True)
+            draws = list(range(count))
+    side = entry.get("side", "columns")
+    if side not in SIDES:
+        raise AblateError(f"{where}: side must be one of {', '.join(SIDES)}, got {side!r}")
+    matched = entry.get("norm_matched", False)
+    if not isinstance(matched, bool):
+        raise AblateError(f"{where}: norm_matched must be true or false, got {matched!r}")
+    return [(Intervention(str(name), site, k, draw, side, matched),) for k in ks for draw in draws]
+
+
+def _int_list(value: Any, where: str, key: str, *, minimum: int, scalar: bool = False) -> list[int]:
+    values = value if isinstance(value, list) and not scalar else [value]
+    bad = [v for v in values if isinstance(v, bool) or not isinstance(v, int) or v < minimum]
+    if bad or not values:
+        shape = "an integer" if scalar else "an integer or a list of integers"
+        raise AblateError(
+            f"{where}: {key} must be {shape} >= {minimum}, got {value!r}"
+            + ("; k >= d keeps the input, k < 1 is not a rank" if key == "k" else "")
+        )
+    if len(set(values)) != len(values):
+        raise AblateError(f"{where}: {key} lists {value!r} with repeats; list each value once")
+    return values
+
+
+def _check_disjoint_sites(condition: Condition, where: str, n_layers: int | None) -> None:
+    """Two different site patterns that match one hook name (iter.* and iter.2) would run
+    in dict order rather than list order, so a condition may not mix them."""
+    patterns = list(dict.fromkeys(p.hook_name for p in condition.interventions))
+    if len(patterns) < 2:
+        return
+    explicit = [int(x) for p in patterns for x in re.findall(r"iter\.(\d+)", p)] or [1]
+    names = hook_names(max(explicit) + 1, n_layers or 2)
+    for a, b in itertools.combinations(patterns, 2):
+        overlap = [n for n in names if fnmatchcase(n, a) and fnmatchcase(n, b)]
+        if overlap:
+            raise AblateError(
+                f"{where}: condition '{condition.label}' acts at overlapping sites "
+                f"('{a}' and '{b}' both fire at {overlap[0]}), so their order is ambiguous; "
+                "compose interventions at disjoint sites or at one site"
+            )

@@ -1,0 +1,307 @@
+"""Rank metrics of batches of matrices, from one fast, exact singular-value computation.
+
+Every function takes a `(..., m, n)` tensor (the states are `(B, L, d, d)`) and returns one
+value per matrix, shape `(...)`, in float64. The arithmetic runs with autocast disabled,
+so a call under bf16 autocast gives the same numbers as one outside it.
+
+    >>> from ablate.rank import effective_rank, spectral_summary
+    >>> effective_rank(torch.eye(4))  # doctest: +SKIP
+    tensor(4., dtype=torch.float64)
+    >>> spectral_summary(M)["stable_rank"].shape  # M: (B, L, d, d) -> (B, L)  # doctest: +SKIP
+
+Fast path (`singular_values`, `singular_decomposition`): for float32, float16 and bfloat16
+inputs the singular values are the square roots of the eigenvalues of the float64 Gram
+matrix X^T X (X X^T when X is wide). Squaring doubles the exponent range and the relative
+error, but float32 values are exact in float64 and float64 carries 29 more bits, so every
+singular value is within ~1e-8 * s_1 of the float64 SVD of the same input (measured worst
+case 1.2e-8 on spectra spanning 1 .. 1e-12; float32 SVD itself is ~5e-7 off). float64 inputs
+keep full float64 precision through LAPACK's SVD. The accuracy criterion used everywhere
+(tests and bench/spectra.py) is max_i |s_i - s_i^ref| <= 1e-5 * s_1^ref per matrix, with the
+reference the numpy float64 SVD of the input cast to float64.
+
+Measured on the project machine (2 shared CPU cores, MKL, torch 2.13), 2048 matrices of
+32x32 float32, median ms of interleaved repeats (bench/spectra.py reruns this):
+
+    svdvals float32 ~100 | svdvals float64 ~120 | eigvalsh of float32 Gram ~58 (3e-4 * s_1
+    off: too inaccurate) | float64 Gram: cast + bmm ~15, eigvalsh ~70 | numpy svd ~160 |
+    full svd float32 ~280-330, float64 ~380-550 | Gram eigh with vectors ~220.
+
+LAPACK runs the batch one matrix at a time on one core, so the batch is also split across
+`torch.get_num_threads()` threads (torch releases the GIL inside LAPACK): up to ~1.6x more
+when a core is free. Batched Jacobi or Householder written in torch ops were ruled out: each
+of their ~300 sequential steps touches the whole batch, which costs more than LAPACK's
+~35 us per 32x32 matrix.
+
+Definitions are in each function's docstring; `research_measure_ranks` reproduces the
+research forward pass's measurement (spec section 6.1) for comparisons with logged numbers.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+
+import torch
+
+from ablate.errors import AblateError
+
+# A thread gets at least this many matrices: below it, starting a thread costs more than
+# the LAPACK work it takes over.
+MIN_MATRICES_PER_THREAD = 256
+RESEARCH_CLAMP = 1e-10  # spec 6.1 step 3
+RESEARCH_SAMPLE = 512  # spec 6.1 step 2
+RANKME_EPS = 1e-7  # Garrido et al. 2023, eq. for p_k
+
+
+def _autocast_off(device: torch.device) -> AbstractContextManager:
+    """Autocast would run the Gram matmul in bf16; rank arithmetic must stay in float32/64."""
+    return torch.autocast(device_type=device.type, enabled=False)
+
+
+def _check_matrices(X: torch.Tensor, name: str = "X") -> None:
+    if isinstance(X, torch.Tensor) and X.dim() >= 2 and X.is_floating_point():
+        return
+    got = f"shape {tuple(X.shape)}, dtype {X.dtype}" if isinstance(X, torch.Tensor) else type(X)
+    raise AblateError(
+        f"{name} must be a real floating tensor of shape (..., m, n), got {got}; "
+        "pass a batch of matrices, e.g. states of shape (B, L, d, d)"
+    )
+
+
+def _map_over_batch(fn: Callable, A: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, ...]:
+    """Apply a per-matrix LAPACK routine to `A` (N, ...) split along N over CPU threads.
+
+    `fn` returns a tensor or a tuple of tensors with leading dimension N; the pieces are
+    concatenated back in order, so the result equals `fn(A)` matrix for matrix.
+    """
+    parts = 1
+    if A.device.type == "cpu":
+        parts = max(1, min(torch.get_num_threads(), A.shape[0] // MIN_MATRICES_PER_THREAD))
+    if parts == 1:
+        return fn(A)
+    chunks = A.chunk(parts)
+    results: list = [None] * len(chunks)
+    errors: list[BaseException] = []
+
+    grad_enabled = torch.is_grad_enabled()  # grad mode is thread-local: carry it over
+
+    def work(i: int) -> None:
+        try:
+            with torch.set_grad_enabled(grad_enabled):
+                results[i] = fn(chunks[i])
+        except BaseException as err:  # re-raised in the calling thread below
+            errors.append(err)
+
+    # Plain threads instead of a pool: nothing survives the call, so a fork (ray, data
+    # loaders) never inherits a pool whose workers are gone.
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(1, len(chunks))]
+    for thread in threads:
+        thread.start()
+    work(0)
+    for thread in threads:
+        thread.join()
+    if errors:
+        raise errors[0]
+    if isinstance(results[0], torch.Tensor):
+        return torch.cat(results)
+    return tuple(torch.cat(pieces) for pieces in zip(*results, strict=True))
+
+
+def _finite_or_zero(A: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """LAPACK raises on NaN/Inf; zero those matrices and report them so results become NaN."""
+    finite = torch.isfinite(A).all(dim=(-2, -1))  # (N,)
+    if bool(finite.all()):
+        return A, None
+    return A.masked_fill(~finite[:, None, None], 0.0), ~finite
+
+
+def singular_values(X: torch.Tensor) -> torch.Tensor:
+    """Singular values of each matrix, descending: (..., m, n) -> (..., min(m, n)) float64.
+
+    Exact to max_i |s_i - s_i^ref| <= ~1e-8 * s_1 for float32/16 inputs (float64 Gram route,
+    see the module docstring) and to float64 round-off for float64 inputs. Matrices with a
+    NaN or Inf give NaN singular values instead of an error.
+    """
+    _check_matrices(X)
+    m, n = X.shape[-2:]
+    r = min(m, n)
+    with _autocast_off(X.device):
+        A = X.detach().reshape(-1, m, n).to(torch.float64)  # (N, m, n)
+        A, bad = _finite_or_zero(A)
+        if X.dtype == torch.float64:
+            s = _map_over_batch(torch.linalg.svdvals, A)
+        else:
+            G = A.mT @ A if m >= n else A @ A.mT  # (N, r, r), the smaller Gram
+            # Round-off can push eigenvalues of a singular Gram slightly below zero.
+            s = _map_over_batch(torch.linalg.eigvalsh, G).clamp_min(0.0).sqrt().flip(-1)
+        if bad is not None:
+            s = s.masked_fill(bad[:, None], math.nan)
+    return s.reshape(*X.shape[:-2], r)
+
+
+def singular_decomposition(X: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One exact decomposition X = left @ right with singular values, all float64.
+
+    Returns `(left, s, right)`: left (..., m, r), s (..., r) descending, right (..., r, n),
+    r = min(m, n), such that `left[..., :k] @ right[..., :k, :]` is the best rank-k
+    approximation of X. For m >= n, right = V^T and left = X V = U diag(s); for wide
+    matrices left = U and right = U^T X = diag(s) V^T. The singular values stay folded into
+    the side computed as a product with X because that product is accurate even where s_i
+    is tiny, while U = X V / s would not be (Gram route, see the module docstring).
+    float64 inputs use LAPACK's SVD. Non-finite matrices give NaN factors.
+    """
+    _check_matrices(X)
+    m, n = X.shape[-2:]
+    r = min(m, n)
+    with _autocast_off(X.device):
+        A = X.reshape(-1, m, n).to(torch.float64)  # (N, m, n)
+        A, bad = _finite_or_zero(A)
+        if X.dtype == torch.float64:
+            U, s, Vh = _map_over_batch(lambda a: torch.linalg.svd(a, full_matrices=False), A)
+            left, right = U * s[:, None, :], Vh
+        elif m >= n:
+            eigenvalues, V = _map_over_batch(torch.linalg.eigh, A.mT @ A)
+            V = V.flip(-1)  # (N, n, n), descending
+            s = eigenvalues.flip(-1).clamp_min(0.0).sqrt()
+            left, right = A @ V, V.mT
+        else:
+            eigenvalues, U = _map_over_batch(torch.linalg.eigh, A @ A.mT)
+            U = U.flip(-1)  # (N, m, m), descending
+            s = eigenvalues.flip(-1).clamp_min(0.0).sqrt()
+            left, right = U, U.mT @ A
+        if bad is not None:
+            s = s.masked_fill(bad[:, None], math.nan)
+            left = left.masked_fill(bad[:, None, None], math.nan)
+            right = right.masked_fill(bad[:, None, None], math.nan)
+    lead = X.shape[:-2]
+    return left.reshape(*lead, m, r), s.reshape(*lead, r), right.reshape(*lead, r, n)
+
+
+# Metrics of a spectrum s (..., r), descending. Public wrappers compute s first;
+# spectral_summary shares one s between all of them.
+
+
+def _entropy_rank(p: torch.Tensor) -> torch.Tensor:
+    # xlogy makes 0 ln 0 = 0 without masking.
+    return torch.exp(-torch.special.xlogy(p, p).sum(-1))
+
+
+def _effective_rank(s: torch.Tensor, research: bool) -> torch.Tensor:
+    if research:
+        s = s.clamp_min(RESEARCH_CLAMP)
+    return _entropy_rank(s / s.sum(-1, keepdim=True))
+
+
+def _stable_rank(s: torch.Tensor) -> torch.Tensor:
+    squares = s.square()
+    return squares.sum(-1) / squares[..., 0].clamp_min(1e-20)
+
+
+def _participation_ratio(s: torch.Tensor) -> torch.Tensor:
+    squares = s.square()
+    return squares.sum(-1).square() / squares.square().sum(-1)
+
+
+def _numerical_rank(
+    s: torch.Tensor, tol: float | torch.Tensor | None, shape: torch.Size, dtype: torch.dtype
+) -> torch.Tensor:
+    if tol is None:
+        tol = max(shape[-2:]) * torch.finfo(dtype).eps * s[..., 0]
+    return (s > torch.as_tensor(tol, dtype=s.dtype, device=s.device)[..., None]).sum(-1)
+
+
+def effective_rank(X: torch.Tensor, *, research: bool = False) -> torch.Tensor:
+    """Roy & Vetterli (2007) effective rank exp(-sum_i p_i ln p_i), p_i = s_i / sum_j s_j.
+
+    (..., m, n) -> (...) float64, in [1, min(m, n)]. 0 ln 0 = 0; an all-zero matrix gives NaN.
+    `research=True` first clamps every s_i at 1e-10 as the research code does (spec 6.1
+    step 3), so an all-zero matrix gives min(m, n) and tiny singular values count a little.
+    """
+    return _effective_rank(singular_values(X), research)
+
+
+def stable_rank(X: torch.Tensor) -> torch.Tensor:
+    """sum_i s_i^2 / max(s_1^2, 1e-20) = ||X||_F^2 / ||X||_2^2: (..., m, n) -> (...); 0 for 0."""
+    return _stable_rank(singular_values(X))
+
+
+def participation_ratio(X: torch.Tensor) -> torch.Tensor:
+    """(sum_i s_i^2)^2 / sum_i s_i^4: (..., m, n) -> (...) in [1, r]; NaN for a zero matrix."""
+    return _participation_ratio(singular_values(X))
+
+
+def numerical_rank(X: torch.Tensor, tol: float | torch.Tensor | None = None) -> torch.Tensor:
+    """Number of singular values above `tol`: (..., m, n) -> (...) int64.
+
+    Default tol = max(m, n) * eps(X.dtype) * s_1, numpy.linalg.matrix_rank's rule; `tol` may
+    be a float or a tensor broadcastable to (...).
+    """
+    return _numerical_rank(singular_values(X), tol, X.shape, X.dtype)
+
+
+def spectral_summary(X: torch.Tensor) -> dict[str, torch.Tensor]:
+    """All per-matrix metrics from ONE singular-value computation.
+
+    Returns {"singular_values": (..., r), "effective_rank", "effective_rank_research",
+    "stable_rank", "participation_ratio": (...) float64, "numerical_rank": (...) int64},
+    each defined as in the function of the same name.
+    """
+    s = singular_values(X)
+    return {
+        "singular_values": s,
+        "effective_rank": _effective_rank(s, research=False),
+        "effective_rank_research": _effective_rank(s, research=True),
+        "stable_rank": _stable_rank(s),
+        "participation_ratio": _participation_ratio(s),
+        "numerical_rank": _numerical_rank(s, None, X.shape, X.dtype),
+    }
+
+
+def rankme(tokens: torch.Tensor) -> torch.Tensor:
+    """RankMe (Garrido et al. 2023) of a set of token vectors: (..., N, D) -> (...) float64.
+
+    exp(-sum_k p_k ln p_k) with p_k = s_k / ||s||_1 + 1e-7 over the min(N, D) singular
+    values of the (N, D) matrix. For states, pass M.flatten(-2) so each token is one
+    d*d vector. NaN when every token is zero.
+    """
+    s = singular_values(tokens)
+    return _entropy_rank(s / s.sum(-1, keepdim=True) + RANKME_EPS)
+
+
+def residual_ratio(tokens: torch.Tensor) -> torch.Tensor:
+    """Rank-collapse residual of Dong et al. (2021) in the Frobenius norm: (..., N, D) -> (...).
+
+    ||X - 1 x^T||_F / ||X||_F with x = argmin_x ||X - 1 x^T||_F = the mean token, so the
+    numerator is the distance from X to the nearest matrix whose rows are all equal.
+    0 means every token is the same vector (full collapse); a centred set gives 1. The
+    paper's analysis uses the composite l1,inf norm, whose minimiser has no closed form;
+    the Frobenius version is what can be computed exactly. NaN when X is all zero.
+    """
+    _check_matrices(tokens, "tokens")
+    with _autocast_off(tokens.device):
+        A = tokens.to(torch.float64)
+        residual = A - A.mean(dim=-2, keepdim=True)
+        return torch.linalg.matrix_norm(residual) / torch.linalg.matrix_norm(A)
+
+
+def research_measure_ranks(M: torch.Tensor, generator: torch.Generator | None = None) -> float:
+    """The research forward pass's rank measurement of one state (spec 6.1), as a float.
+
+    M (..., d, d), e.g. (B, L, d, d): detached, float32, viewed as N matrices; if N > 512,
+    keep the first 512 of `torch.randperm(N, device=M.device)` (global RNG unless
+    `generator` is given, so it advances the stream exactly as the research code does);
+    then float32 `svdvals`, clamp at 1e-10, entropy effective rank, arithmetic mean.
+    """
+    _check_matrices(M, "M")
+    d = M.shape[-1]
+    with _autocast_off(M.device):
+        Z = M.detach().float().reshape(-1, M.shape[-2], d)  # (N, d, d)
+        N = Z.shape[0]
+        if N > RESEARCH_SAMPLE:
+            Z = Z[torch.randperm(N, generator=generator, device=M.device)[:RESEARCH_SAMPLE]]
+        s = torch.linalg.svdvals(Z).clamp_min(RESEARCH_CLAMP)
+        p = s / s.sum(-1, keepdim=True)
+        ranks = torch.exp(-(p * torch.log(p)).sum(-1))
+        return ranks.mean().item()

@@ -1,0 +1,148 @@
+"""Claim records: the JSON form of one tested statement, shared by every family in analysis.
+
+A claim dict carries the estimate, both intervals, p-values, its Holm family and a verdict
+that says which claim (E1: these checkpoints; E3: a new training run) the data support.
+``json_ready`` rounds floats to 10 significant digits and maps NaN to None so that the
+analysis serialises to identical bytes for identical input and seed.
+
+    >>> claim = interval_claim(result, claim="accuracy falls as k is halved", family="q1|...",
+    ...                        unit="pp per halving of k", alpha=0.05)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ablate.stats.intervals import ONE_SEED_REASON, TwoWayResult
+from ablate.stats.multiplicity import holm
+
+SIGNIFICANT_DIGITS = 10
+PRECISE_P_BOOT = 10_000  # replicates needed before a bootstrap p < 0.01 is reported
+
+
+@dataclass(frozen=True)
+class GroupKey:
+    """The unit of analysis: one head (config_label) on one task, mode and T."""
+
+    config_label: str
+    task: str
+    mode: str
+    n_iterations: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"config_label": self.config_label, "task": self.task, "mode": self.mode,
+                "n_iterations": self.n_iterations}
+
+    @classmethod
+    def of(cls, entry: Mapping[str, Any]) -> GroupKey:
+        return cls(entry["config_label"], entry["task"], entry["mode"], entry["n_iterations"])
+
+    def family(self, prefix: str, *parts: str) -> str:
+        """Holm family id, e.g. "q1|multiprobe|gsm8k|teacher_forced|T=8|head_input"."""
+        fields = [prefix, self.config_label, self.task, self.mode, f"T={self.n_iterations}"]
+        return "|".join(fields + list(parts))
+
+
+@dataclass
+class AnalysisContext:
+    """Settings shared by every family of one analysis, and results passed between them."""
+
+    rng: np.random.Generator
+    level: float
+    n_boot: int
+    alpha: float
+    tost_margin: float | None
+    # Q3 slope per group, reused by the head comparisons (direction flip).
+    slopes: dict[GroupKey, TwoWayResult] = field(default_factory=dict)
+
+VERDICTS = {
+    "across_seeds": "significant across seeds (E3, Holm-adjusted)",
+    "these_checkpoints_only": "significant for these checkpoints (E1) but not across seeds (E3)",
+    "not_significant": "not significant (E1 and E3)",
+    "one_seed_these_checkpoints": "one seed: significant for this checkpoint only (E1); "
+                                  "no inference across seeds",
+    "one_seed_not_significant": "one seed: not significant for this checkpoint (E1); "
+                                "no inference across seeds",
+}
+
+
+def json_ready(value: Any) -> Any:
+    """Recursively convert to JSON types: floats rounded to 10 significant digits, NaN/inf
+    to None, numpy scalars and arrays to Python numbers and lists, tuples to lists."""
+    if isinstance(value, Mapping):
+        return {str(key): json_ready(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_ready(item) for item in value]
+    if isinstance(value, np.ndarray):
+        return [json_ready(item) for item in value.tolist()]
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        number = float(value)
+        if not math.isfinite(number):
+            return None
+        return float(f"{number:.{SIGNIFICANT_DIGITS}g}")
+    return value
+
+
+def interval_claim(result: TwoWayResult, *, claim: str, family: str, unit: str,
+                   role: str = "primary", e1_model: Mapping[str, Any] | None = None
+                   ) -> dict[str, Any]:
+    """A claim dict from a two-way result; ``e1_model`` (estimate/interval/p/method) replaces
+    the bootstrap E1 where the protocol names a model, and the bootstrap stays as
+    e1_bootstrap. Holm fields are filled later by ``apply_holm``."""
+    notes = [] if result.e3_reason is None else [result.e3_reason]
+    if result.n_boot < PRECISE_P_BOOT and result.p_e1 < 0.01:
+        notes.append(f"E1 bootstrap p < 0.01 from only {result.n_boot} replicates: rerun with "
+                     f"n_boot >= {PRECISE_P_BOOT} before reporting it")
+    record: dict[str, Any] = {
+        "claim": claim, "family": family, "role": role, "unit": unit,
+        "estimate": result.estimate,
+        "e1": list(result.e1), "p_e1": result.p_e1, "e1_method": "paired problem bootstrap",
+        "e1_bootstrap": list(result.e1), "p_e1_bootstrap": result.p_e1,
+        "e3": list(result.e3), "p_e3": result.p_e3, "df_e3": result.df_e3,
+        "se_e3": result.se_e3,
+        "per_seed": list(result.per_seed), "n_seeds": result.n_seeds, "n_items": result.n_items,
+        "p_holm_e1": None, "p_holm_e3": None, "verdict": None, "notes": notes,
+    }
+    if e1_model is not None:
+        record["e1"] = list(e1_model["interval"])
+        record["p_e1"] = e1_model["p"]
+        record["e1_method"] = e1_model["method"]
+    return record
+
+
+def apply_holm(claims: list[dict[str, Any]], *, alpha: float) -> None:
+    """Fill p_holm_e1/p_holm_e3 and the verdict of every claim, Holm within each family."""
+    families: dict[str, list[dict[str, Any]]] = {}
+    for record in claims:
+        families.setdefault(record["family"], []).append(record)
+    for members in families.values():
+        for key in ("e1", "e3"):
+            adjusted = holm([_as_p(record.get(f"p_{key}")) for record in members])
+            for record, p in zip(members, adjusted, strict=True):
+                record[f"p_holm_{key}"] = float(p) if math.isfinite(p) else None
+    for record in claims:
+        record["verdict"] = _verdict(record, alpha)
+
+
+def _as_p(value: Any) -> float:
+    return math.nan if value is None else float(value)
+
+
+def _verdict(record: Mapping[str, Any], alpha: float) -> str:
+    e1 = record.get("p_holm_e1")
+    e3 = record.get("p_holm_e3")
+    e1_rejects = e1 is not None and e1 < alpha
+    if record.get("n_seeds", 0) < 2 or e3 is None and ONE_SEED_REASON in record["notes"]:
+        return "one_seed_these_checkpoints" if e1_rejects else "one_seed_not_significant"
+    if e3 is not None and e3 < alpha:
+        return "across_seeds"
+    return "these_checkpoints_only" if e1_rejects else "not_significant"

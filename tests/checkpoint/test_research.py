@@ -1,0 +1,259 @@
+"""Research checkpoints: the reference cases, wrapped/prefixed dicts, settings precedence,
+and every kind of bad input becoming one AblateError line that names the file."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from ablate.checkpoint import load_checkpoint
+from ablate.errors import AblateError
+from ablate.model import MatrixThinker
+from ablate.tokenizer import ByteTokenizer
+from tests.checkpoint.research_files import (
+    BAD_INPUTS,
+    REFERENCE_CASES,
+    TINY_SIDECAR,
+    expected_name,
+    max_rel,
+    spec_param_count,
+    spec_state_dict,
+    tiny_research,
+    write_research,
+)
+from tests.conftest import tiny_model
+
+IDS = torch.randint(0, 256, (2, 7), generator=torch.Generator().manual_seed(3))
+ATTENTION = {"frobenius_sdpa": "frobenius", "matrix_product_3d": "matrix3d"}
+
+
+def _logits(model: MatrixThinker, T: int = 3) -> torch.Tensor:
+    with torch.no_grad():
+        return model(IDS, T).logits
+
+
+@pytest.mark.parametrize("case", REFERENCE_CASES)
+def test_reference_case_loads_and_reproduces_expected_logits(shared, case):
+    # Invariant: load_checkpoint on the research directory rebuilds the research model:
+    # logits within 1e-4 at T = 0, 1, 8 (tests/model checks every output; this checks the
+    # loader), settings from the sidecar, the spec §5 parameter count.
+    root = shared / "reference" / case
+    sidecar = json.loads((root / "config.json").read_text())
+    model, tokenizer, info = load_checkpoint(root)
+    assert info.format == "research" and info.variant == sidecar["variant"]
+    assert info.config["attention"] == ATTENTION[sidecar["attention"]]
+    assert info.config["n_heads"] == sidecar["n_heads"]
+    assert info.n_params == spec_param_count(model.config)
+    assert tokenizer.vocab_size == sidecar["vocab_size"]
+    assert not model.training
+    ids = torch.load(root / "inputs.pt", weights_only=True)["L16"]
+    expected = torch.load(root / "expected.pt", weights_only=True)["L16"]
+    with torch.no_grad():
+        for T in (0, 1, 8):
+            assert max_rel(model(ids, T).logits, expected[f"logits_T{T}"]) <= 1e-4
+
+
+@pytest.mark.parametrize(
+    ("wrapper", "prefix"),
+    [(None, ""), ("model_state_dict", "module."), ("model", "_orig_mod."),
+     ("state_dict", "module._orig_mod."), (None, "module.")],
+)
+def test_wrapped_and_prefixed_state_dicts_load_bit_identically(tmp_path, wrapper, prefix):
+    model = tiny_model(1)
+    state = {prefix + k: v for k, v in model.state_dict().items()}
+    saved = state if wrapper is None else {"step": 500, wrapper: state, "config": {"lr": 3e-4}}
+    path = write_research(tmp_path, saved, sidecar=TINY_SIDECAR)
+    loaded = load_checkpoint(path)
+    assert torch.equal(_logits(loaded.model), _logits(model))
+    assert any("prefix" in note for note in loaded.info.notes) == bool(prefix)
+
+
+def test_prefix_on_only_some_keys_is_kept_and_reported(tmp_path):
+    state = tiny_model().state_dict()
+    state["module.final_norm.weight"] = state.pop("final_norm.weight")
+    path = write_research(tmp_path, state, sidecar=TINY_SIDECAR)
+    with pytest.raises(AblateError, match=r"missing keys final_norm\.weight.*unexpected keys "
+                                          r"module\.final_norm\.weight") as err:
+        load_checkpoint(path)
+    assert str(path) in str(err.value)
+
+
+def test_sidecar_attention_selects_3d_attention(tmp_path):
+    model = tiny_model(2, attention="matrix3d")
+    path = write_research(tmp_path, model.state_dict(),
+                          sidecar={"attention": "matrix_product_3d", "n_heads": 2})
+    loaded = load_checkpoint(path)
+    assert loaded.info.config["attention"] == "matrix3d"
+    assert torch.equal(_logits(loaded.model), _logits(model))
+    assert not any("assumed" in note for note in loaded.info.notes)
+
+
+def test_results_json_config_and_experiment_name_supply_settings(tmp_path):
+    # Research CONFIG keys (n_thinking_layers, n_iterations) are read; "3d" in the
+    # experiment name selects 3D attention, and the note says where it came from.
+    model = tiny_model(3, attention="matrix3d")
+    results = {"experiment": "exp_3d_attn", "params": 1234,
+               "final_evals": {"T8": {"val_loss": 4.0}},
+               "config": {"mat_dim": 4, "n_thinking_layers": 2, "n_heads": 2, "n_iterations": 4,
+                          "vocab_size": 256, "max_len": 64, "lr": 3e-4}}
+    path = write_research(tmp_path / "run", model.state_dict(), results=results)
+    loaded = load_checkpoint(path)
+    assert loaded.info.config["attention"] == "matrix3d"
+    assert loaded.info.config["n_iterations"] == 4
+    assert any("exp_3d_attn" in note for note in loaded.info.notes)
+    assert loaded.info.metadata["experiment"] == "exp_3d_attn"
+    assert torch.equal(_logits(loaded.model), _logits(model))
+
+
+def test_copied_script_defining_3d_attention_selects_it(tmp_path):
+    model = tiny_model(4, attention="matrix3d")
+    path = write_research(tmp_path / "run", model.state_dict(), sidecar=TINY_SIDECAR,
+                          script="class Matrix3DAttention(nn.Module):\n    pass\n")
+    assert load_checkpoint(path).info.config["attention"] == "matrix3d"
+
+
+def test_overrides_beat_sidecars(tmp_path):
+    path = tiny_research(tmp_path, sidecar={"attention": "frobenius_sdpa", "n_heads": 2})
+    info = load_checkpoint(path, overrides={"attention": "matrix3d", "n_heads": 4}).info
+    assert (info.config["attention"], info.config["n_heads"]) == ("matrix3d", 4)
+
+
+def test_script_defaults_are_assumed_with_notes_at_d16(tmp_path):
+    # Spec §3.6: H = 4 at d = 16, Frobenius attention; both assumptions are reported.
+    model = tiny_model(5, mat_dim=16, n_heads=4, n_probes=4, n_layers=1, max_len=16)
+    path = write_research(tmp_path, model.state_dict())
+    loaded = load_checkpoint(path)
+    assert (loaded.info.config["attention"], loaded.info.config["n_heads"]) == ("frobenius", 4)
+    assert any("attention type assumed 'frobenius'" in note for note in loaded.info.notes)
+    assert any("n_heads assumed 4" in note for note in loaded.info.notes)
+    assert torch.equal(_logits(loaded.model), _logits(model))
+
+
+def test_no_n_heads_default_for_unusual_d_asks_for_the_flag(tmp_path):
+    path = tiny_research(tmp_path, sidecar={})
+    with pytest.raises(AblateError, match="--n-heads") as err:
+        load_checkpoint(path)
+    assert str(path) in str(err.value)
+    assert load_checkpoint(path, overrides={"n_heads": 2}).info.config["n_heads"] == 2
+
+
+def test_sidecar_value_contradicting_shapes_names_file_and_both_values(tmp_path):
+    path, _ = BAD_INPUTS["sidecar_shape_disagrees"](tmp_path)
+    with pytest.raises(AblateError) as err:
+        load_checkpoint(path)
+    message = str(err.value)
+    assert str(path.parent / "config.json") in message and str(path) in message
+    assert "mat_dim=32" in message and "d=4" in message and "correct mat_dim" in message
+
+
+def test_variant_whose_head_contradicts_the_weights_is_refused(tmp_path):
+    path = tiny_research(tmp_path, sidecar={"variant": "round1_frobenius_collapse", "n_heads": 2})
+    with pytest.raises(AblateError, match="implies head=collapse.*head=multiprobe"):
+        load_checkpoint(path)
+
+
+def test_unknown_variant_suggests_the_close_name(tmp_path):
+    path, overrides = BAD_INPUTS["unknown_variant_flag"](tmp_path)
+    with pytest.raises(AblateError, match="Did you mean 'attn3d_multiprobe'"):
+        load_checkpoint(path, overrides=overrides)
+
+
+def test_unknown_override_key_is_refused(tmp_path):
+    with pytest.raises(AblateError, match="Unknown checkpoint override 'n_head'"):
+        load_checkpoint(tiny_research(tmp_path), overrides={"n_head": 2})
+
+
+@pytest.mark.parametrize("case", sorted(BAD_INPUTS))
+def test_bad_input_is_one_line_naming_the_file(tmp_path, case):
+    path, overrides = BAD_INPUTS[case](tmp_path)
+    with pytest.raises(AblateError) as err:
+        load_checkpoint(path, overrides=overrides)
+    message = str(err.value)
+    assert "\n" not in message
+    assert expected_name(case, path) in message
+
+
+def test_nan_error_names_the_first_offending_key(tmp_path):
+    path, _ = BAD_INPUTS["nan_weight"](tmp_path)
+    with pytest.raises(AblateError, match=r"'layers\.1\.think\.gate_mult_W' has 1 NaN"):
+        load_checkpoint(path)
+
+
+def test_refused_pickle_names_the_global_and_is_never_unpickled(tmp_path):
+    path, _ = BAD_INPUTS["pickle_refused_by_weights_only"](tmp_path)
+    with pytest.raises(AblateError, match=r"argparse\.Namespace.*weights_only=True"):
+        load_checkpoint(path)
+
+
+def test_round2_bpe_checkpoint_from_the_spec_key_table_counts_5155960_parameters(tmp_path):
+    # Spec §3.5 keys at d=32, NL=8, K=32, V=50257, P=2048 load strictly; spec §5 count.
+    state = spec_state_dict(d=32, n_layers=8, n_probes=32, vocab_size=50257, max_len=2048)
+    assert len(state) == 30 * 8 + 8
+    loaded = load_checkpoint(write_research(tmp_path, state), require_tokenizer=False)
+    assert loaded.info.n_params == 5_155_960 == spec_param_count(loaded.model.config)
+    assert loaded.info.config["n_heads"] == 8
+    assert loaded.info.variant == "round2_frobenius_multiprobe"
+    assert loaded.tokenizer is None
+    assert any("--tokenizer" in note for note in loaded.info.notes)
+
+
+def test_non_byte_vocabulary_without_tokenizer_asks_for_one(tmp_path):
+    path = tiny_research(tmp_path, vocab_size=300)
+    with pytest.raises(AblateError, match="vocab_size 300 is not a byte vocabulary.*--tokenizer"):
+        load_checkpoint(path)
+
+
+@pytest.mark.parametrize(("embedding", "rank"), [("rank_r", 2), ("pairwise", 1)])
+def test_embedding_kind_is_read_from_shapes(tmp_path, embedding, rank):
+    model = tiny_model(6, embedding=embedding, embedding_rank=rank)
+    loaded = load_checkpoint(write_research(tmp_path, model.state_dict(), sidecar=TINY_SIDECAR))
+    assert loaded.info.config["embedding"] == embedding
+    assert loaded.info.config["embedding_rank"] == rank
+    assert torch.equal(_logits(loaded.model), _logits(model))
+
+
+def test_half_precision_weights_are_cast_to_float32_with_a_note(tmp_path):
+    model = tiny_model(7)
+    state = {k: v.half() for k, v in model.state_dict().items()}
+    loaded = load_checkpoint(write_research(tmp_path, state, sidecar=TINY_SIDECAR))
+    assert all(p.dtype == torch.float32 for p in loaded.model.parameters())
+    assert any("float16" in note for note in loaded.info.notes)
+
+
+def test_byte_vocabularies_get_byte_tokenizers(tmp_path):
+    assert load_checkpoint(tiny_research(tmp_path / "a")).tokenizer == ByteTokenizer()
+    loaded = load_checkpoint(tiny_research(tmp_path / "b", vocab_size=259))
+    assert loaded.tokenizer == ByteTokenizer(("<pad>", "<bot>", "<eot>"))
+    assert any("259" in note for note in loaded.info.notes)
+
+
+def test_loading_leaves_the_global_rng_alone(tmp_path):
+    path = tiny_research(tmp_path)
+    before = torch.random.get_rng_state()
+    load_checkpoint(path)
+    assert torch.equal(before, torch.random.get_rng_state())
+
+
+def test_variant_name_follows_an_attention_flag(tmp_path):
+    # A sidecar's variant name is kept only while the flags leave its attention and head.
+    path = tiny_research(tmp_path, sidecar={"variant": "round2_frobenius_multiprobe",
+                                            "n_heads": 2, "vocab_size": 256})
+    assert load_checkpoint(path).info.variant == "round2_frobenius_multiprobe"
+    flagged = load_checkpoint(path, overrides={"attention": "matrix3d"}).info
+    assert flagged.variant == "attn3d_multiprobe"
+
+
+def test_directory_without_best_pt_lists_contents_and_points_at_other_pt_files(tmp_path):
+    write_research(tmp_path / "run", tiny_model().state_dict(), name="step_500.pt")
+    with pytest.raises(AblateError, match=r"found step_500\.pt; pass the \.pt file itself"):
+        load_checkpoint(tmp_path / "run")
+
+
+def test_codi_checkpoint_is_recognised(tmp_path):
+    state = {"gpt2.transformer.wte.weight": torch.zeros(3, 2),
+             "bottleneck.w_up.bias": torch.zeros(2)}
+    path = write_research(tmp_path, {"model": state, "use_matrix_bottleneck": True})
+    with pytest.raises(AblateError, match="matrix-CODI checkpoint"):
+        load_checkpoint(path)

@@ -1,0 +1,147 @@
+"""``ablate validate`` and ``ablate run``: summaries, one-line errors that write nothing,
+resume after SIGKILL, and every shipped experiment file."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from ablate.cli import main
+from ablate.store import MANIFEST, OWNER, RECORDS, finished_jobs, read_records
+from tests.test_executors import one_torch_thread, write_experiment  # noqa: F401
+
+REPO = Path(__file__).resolve().parents[2]
+EXPERIMENTS = sorted((REPO / "experiments").glob("*.toml"))
+BUNDLED = REPO / "checkpoints" / "multiprobe-seed0"
+
+
+def one_line_error(capsys) -> str:
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "\n" not in err, err
+    return err
+
+
+def test_shipped_experiments_exist():
+    assert {p.name for p in EXPERIMENTS} >= {
+        "quickstart.toml", "rank_projection_gsm8k.toml", "starting_embedding_rank.toml"}
+
+
+@pytest.mark.parametrize("path", EXPERIMENTS, ids=lambda p: p.name)
+def test_every_shipped_experiment_passes_structural_validation(path, capsys):
+    assert main(["validate", "--no-checkpoints", str(path)]) == 0
+    assert "structure OK" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("name", ["rank_projection_gsm8k.toml", "starting_embedding_rank.toml"])
+def test_full_validation_without_the_real_checkpoints_points_to_the_structural_mode(name, capsys):
+    # These files name checkpoints/real/..., which only exist where the models were trained.
+    if list((REPO / "checkpoints" / "real").glob("round2-seed*")):
+        pytest.skip("real checkpoints present")
+    assert main(["validate", str(REPO / "experiments" / name)]) == 2
+    assert "--no-checkpoints" in one_line_error(capsys)
+
+
+@pytest.mark.skipif(not BUNDLED.exists(), reason="bundled checkpoints not built yet")
+def test_quickstart_passes_full_validation(capsys):
+    assert main(["validate", str(REPO / "experiments" / "quickstart.toml")]) == 0
+    out = capsys.readouterr().out
+    assert "OK (config hash" in out and "6 checkpoints" in out
+
+
+def test_validate_prints_jobs_conditions_and_items(tmp_path, capsys):
+    assert main(["validate", str(write_experiment(tmp_path))]) == 0
+    out = capsys.readouterr().out
+    assert "5 per job" in out and "synthetic/test: 3 items" in out
+    assert "= 4 jobs, 60 item x condition evaluations" in out
+    assert not (tmp_path / "runs").exists()
+
+
+def test_run_writes_the_run_dir_and_names_the_next_command(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(["run", str(write_experiment(tmp_path))]) == 0
+    out = capsys.readouterr().out
+    run_dir = Path("runs") / "tiny"  # the default: runs/<experiment name>
+    assert f"results: {run_dir}" in out and f"ablate stats {run_dir}" in out
+    assert len(finished_jobs(run_dir)) == 4 and not (run_dir / OWNER).exists()
+
+
+@pytest.mark.parametrize("changes, fragment", [
+    ({"interventions": [{"name": "svd_rank_k", "k": [5]}]}, "k=5 but checkpoint"),
+    ({"interventions": [{"name": "svd_rank_k", "k": [1], "site": "head_output"}]},
+     "Unknown hook site 'head_output'"),
+    ({"interventions": [{"name": "lowrank", "k": [1]}]}, "Unknown intervention 'lowrank'"),
+    ({"tasks": [{"name": "gsm8k", "path": "empty.jsonl"}]}, "has no records"),
+])
+def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, capsys, changes, fragment):
+    (tmp_path / "empty.jsonl").write_text("")
+    path = write_experiment(tmp_path, **changes)
+    assert main(["run", str(path), "--out", str(tmp_path / "run")]) == 2
+    assert fragment in one_line_error(capsys)
+    assert not (tmp_path / "run").exists()
+
+
+def test_other_config_in_existing_run_dir_is_refused_and_records_are_kept(tmp_path, capsys):
+    path, run_dir = write_experiment(tmp_path), tmp_path / "run"
+    assert main(["run", str(path), "--out", str(run_dir), "--limit", "2"]) == 0
+    capsys.readouterr()
+    before = read_records(run_dir)
+    assert main(["run", str(path), "--out", str(run_dir)]) == 2  # no --limit: other hash
+    assert "new --out" in one_line_error(capsys)
+    pd.testing.assert_frame_equal(read_records(run_dir), before)
+    assert main(["run", str(path), "--out", str(run_dir), "--executor", "rey"]) == 2
+    assert "Unknown executor 'rey'" in one_line_error(capsys)
+
+
+# A run that blocks inside its second record write, right before the rename that would
+# publish the file: the worst moment for a SIGKILL.
+KILLED_RUN = """
+import os, sys, time
+marker, args = sys.argv[1], sys.argv[2:]
+publish, writes = os.replace, []
+def replace(src, dst):
+    if str(dst).endswith(".parquet"):
+        writes.append(dst)
+        if len(writes) == 2:
+            open(marker, "w").close()
+            time.sleep(600)
+    publish(src, dst)
+os.replace = replace
+from ablate.cli import main
+sys.exit(main(args))
+"""
+
+
+def test_run_killed_mid_write_resumes_to_the_records_of_an_uninterrupted_run(tmp_path):
+    path = write_experiment(tmp_path)
+    killed, clean, marker = tmp_path / "killed", tmp_path / "clean", tmp_path / "in-write"
+    script = tmp_path / "killed_run.py"
+    script.write_text(KILLED_RUN)
+    log = (tmp_path / "killed.log").open("w")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    process = subprocess.Popen(
+        [sys.executable, str(script), str(marker), "run", str(path), "--out", str(killed)],
+        stdout=log, stderr=log, env=env)
+    deadline = time.monotonic() + 300
+    while not marker.exists() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert marker.exists(), (tmp_path / "killed.log").read_text()
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    # One job published, the second's temp file orphaned, the lock's owner file left.
+    assert len(finished_jobs(killed)) == 1
+    assert len(list((killed / RECORDS).glob(".*.tmp"))) == 1 and (killed / OWNER).exists()
+
+    assert main(["run", str(path), "--out", str(killed)]) == 0
+    assert main(["run", str(path), "--out", str(clean)]) == 0
+    assert not list((killed / RECORDS).glob(".*.tmp"))
+    resumed, uninterrupted = read_records(killed), read_records(clean)
+    assert resumed.attrs["missing_jobs"] == [] and len(resumed) == 60
+    pd.testing.assert_frame_equal(resumed, uninterrupted)
+    assert (killed / MANIFEST).read_text().count('"pid"') == 2  # two sessions recorded
