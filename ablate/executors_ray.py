@@ -22,6 +22,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import socket
 from collections.abc import Sequence
 from types import ModuleType
 from typing import Any
@@ -38,6 +39,8 @@ INSTALL_HINT = "pip install 'ablate[ray]'"
 # driver's round trip between one job's end and the next one's start, while keeping the
 # jobs already started small when an error stops the run.
 QUEUED_PER_SLOT = 2
+CONNECT_TIMEOUT_S = 10.0
+_NO_MORE_JOBS = object()
 
 
 def import_ray() -> ModuleType:
@@ -80,6 +83,11 @@ class RayExecutor:
         if max_in_flight is not None and max_in_flight < 1:
             raise AblateError(f"max_in_flight is {max_in_flight}; pass 1 or more")
         self._ray = import_ray()
+        if address is not None:  # before the run directory opens, as other flag errors
+            try:
+                _check_reachable(address)
+            except ConnectionError as err:
+                raise _unreachable(address, err) from err
         self.address = address
         self.cpus_per_job = cpus_per_job
         self.gpus_per_job = gpus_per_job
@@ -106,8 +114,8 @@ class RayExecutor:
             while True:
                 # Top up the window; after an error no new job starts.
                 while first_error is None and len(pending) < window:
-                    job = next(queue, None)
-                    if job is None:
+                    job = next(queue, _NO_MORE_JOBS)
+                    if job is _NO_MORE_JOBS:
                         break
                     pending[task.remote(job_fn, job, threads)] = job
                 if not pending:
@@ -117,9 +125,13 @@ class RayExecutor:
                 try:
                     frame = ray.get(ref)
                 except ray.exceptions.RayError as err:
-                    logger.warning("job %s failed on Ray: %s", _job_id(job), type(err).__name__)
                     if first_error is None:
                         first_error = self._job_error(job, err)
+                        logger.info("job %s failed (%s); finishing the %d jobs already "
+                                    "started", _job_id(job), type(err).__name__, len(pending))
+                    else:  # only the first error is raised; say that others failed too
+                        logger.warning("job %s failed too: %s", _job_id(job),
+                                       type(err).__name__)
                     continue
                 on_done(job, frame)
             if first_error is not None:
@@ -128,7 +140,10 @@ class RayExecutor:
             # Reached with tasks pending only when the driver itself fails (Ctrl-C, a
             # failed write): stop them so a shared cluster does not compute for nobody.
             for ref in pending:
-                ray.cancel(ref)
+                try:
+                    ray.cancel(ref)
+                except Exception:  # a broken connection must not mask the driver's error
+                    logger.debug("could not cancel a Ray task", exc_info=True)
             if started:
                 ray.shutdown()
 
@@ -149,12 +164,7 @@ class RayExecutor:
             else:
                 ray.init(address=self.address, **settings)
         except (ConnectionError, TimeoutError) as err:
-            first_line = str(err).strip().splitlines()[0] if str(err).strip() else ""
-            raise AblateError(
-                f"cannot reach a Ray cluster at --address {self.address} ({first_line}); "
-                "start one with `ray start --head`, pass the head's address, or drop "
-                "--address to run on a local Ray instance"
-            ) from err
+            raise _unreachable(self.address, err) from err
         resources = ray.cluster_resources()
         logger.info("Ray cluster: %s CPUs, %s GPUs", resources.get("CPU", 0),
                     resources.get("GPU", 0))
@@ -212,6 +222,27 @@ def _run_on_worker(job_fn: JobFn, job: Any, threads: int) -> pd.DataFrame:
 
     torch.set_num_threads(threads)
     return job_fn(job)
+
+
+def _check_reachable(address: str) -> None:
+    """Fail fast when nothing listens at a "host:port" address: Ray itself keeps retrying
+    an unreachable head for minutes before giving up."""
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        return  # "auto", or a form Ray resolves itself
+    try:
+        socket.create_connection((host, int(port)), timeout=CONNECT_TIMEOUT_S).close()
+    except OSError as err:
+        raise ConnectionError(f"nothing answers at {host}:{port}: {err}") from err
+
+
+def _unreachable(address: str | None, err: Exception) -> AblateError:
+    reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    return AblateError(
+        f"cannot reach a Ray cluster at --address {address} ({reason}); start one with "
+        "`ray start --head`, pass the head's address, or drop --address to run on a "
+        "local Ray instance"
+    )
 
 
 def _job_id(job: Any) -> str:

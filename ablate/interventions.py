@@ -226,7 +226,7 @@ class Condition:
     site: str = NONE
     k: int | None = None
     draw: int | None = None
-    identity: bool = True
+    identity: bool = False
     notes: tuple[str, ...] = field(default=(), compare=False)
 
     @property
@@ -266,7 +266,7 @@ def _hook_fn(parts: tuple[Intervention, ...], eval_seed: int) -> HookFn:
     return hook
 
 
-UNABLATED = Condition(label=NONE)
+UNABLATED = Condition(label=NONE, identity=True)
 
 
 def make_condition(interventions: Sequence[Intervention], d: int | None = None) -> Condition:

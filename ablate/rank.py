@@ -1,8 +1,9 @@
 """Rank metrics of batches of matrices, from one fast, exact singular-value computation.
 
 Every function takes a `(..., m, n)` tensor (the states are `(B, L, d, d)`) and returns one
-value per matrix, shape `(...)`, in float64. The arithmetic runs with autocast disabled,
-so a call under bf16 autocast gives the same numbers as one outside it.
+value per matrix, shape `(...)`, in float64, without gradient (they are measurements). The
+arithmetic runs with autocast disabled, so a call under bf16 autocast gives the same
+numbers as one outside it.
 
     >>> from ablate.rank import effective_rank, spectral_summary
     >>> effective_rank(torch.eye(4))  # doctest: +SKIP
@@ -14,23 +15,29 @@ inputs the singular values are the square roots of the eigenvalues of the float6
 matrix X^T X (X X^T when X is wide). Squaring doubles the exponent range and the relative
 error, but float32 values are exact in float64 and float64 carries 29 more bits, so every
 singular value is within ~1e-8 * s_1 of the float64 SVD of the same input (measured worst
-case 1.2e-8 on spectra spanning 1 .. 1e-12; float32 SVD itself is ~5e-7 off). float64 inputs
+case 1.2e-8 on spectra spanning 1 .. 1e-12; float32 svdvals is ~5e-7 off). float64 inputs
 keep full float64 precision through LAPACK's SVD. The accuracy criterion used everywhere
 (tests and bench/spectra.py) is max_i |s_i - s_i^ref| <= 1e-5 * s_1^ref per matrix, with the
-reference the numpy float64 SVD of the input cast to float64.
+reference the float64 SVD of the input cast to float64.
 
-Measured on the project machine (2 shared CPU cores, MKL, torch 2.13), 2048 matrices of
-32x32 float32, median ms of interleaved repeats (bench/spectra.py reruns this):
+Measured on the project machine (2 shared CPU cores, MKL, torch 2.13): CPU ms for 2048
+float32 32x32 matrices, one torch thread, median of 7 (the cores were shared with other
+jobs, load ~8, so CPU time was the stable measure; bench/spectra.py reruns the comparisons):
 
-    svdvals float32 ~100 | svdvals float64 ~120 | eigvalsh of float32 Gram ~58 (3e-4 * s_1
-    off: too inaccurate) | float64 Gram: cast + bmm ~15, eigvalsh ~70 | numpy svd ~160 |
-    full svd float32 ~280-330, float64 ~380-550 | Gram eigh with vectors ~220.
+    svdvals float32 85 (5e-7 * s_1 off) | svdvals float64 114 | float64 Gram + eigvalsh 82
+    (of which cast + bmm 15-30) | float32 Gram + eigvalsh 48 (3e-4 * s_1 off: rejected) |
+    numpy svd 113 | full svd float32 242, float64 353 | float64 Gram eigh + X V 207-225 |
+    research float32 eigh of X X^T 126.
 
-LAPACK runs the batch one matrix at a time on one core, so the batch is also split across
-`torch.get_num_threads()` threads (torch releases the GIL inside LAPACK): up to ~1.6x more
-when a core is free. Batched Jacobi or Householder written in torch ops were ruled out: each
-of their ~300 sequential steps touches the whole batch, which costs more than LAPACK's
-~35 us per 32x32 matrix.
+So per matrix no exact route is much cheaper than float32 svdvals; the Gram route costs the
+same at float64 accuracy (1.4x cheaper than float64 svdvals). The wall-clock gains come from
+(1) running LAPACK single-threaded and splitting the batch over `torch.get_num_threads()`
+Python threads instead (torch releases the GIL inside LAPACK): ~1.6x on 2 free cores, and on
+loaded cores it avoids MKL's stalled thread teams (2048 matrices: batched eigh with vectors
+18.6 s -> 0.67 s, svd 41 s -> 1.4 s); (2) one spectrum for every metric (`spectral_summary`);
+(3) one decomposition for every k (`ablate.projections`). A batched one-sided Jacobi in
+torch ops was ruled out: one sweep (31 rounds of 16 rotations over the whole batch) took
+1.3 s CPU for the 2048 matrices, and convergence needs 6-10 sweeps.
 
 Definitions are in each function's docstring; `research_measure_ranks` reproduces the
 research forward pass's measurement (spec section 6.1) for comparisons with logged numbers.
@@ -40,8 +47,8 @@ from __future__ import annotations
 
 import math
 import threading
-from collections.abc import Callable
-from contextlib import AbstractContextManager
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 
 import torch
 
@@ -70,38 +77,71 @@ def _check_matrices(X: torch.Tensor, name: str = "X") -> None:
     )
 
 
+_threads_lock = threading.Lock()
+_threads_users = 0  # calls currently inside _one_thread_per_lapack_call
+_threads_saved = 1  # torch.get_num_threads() before the first of them
+
+
+@contextmanager
+def _one_thread_per_lapack_call() -> Iterator[int]:
+    """Set torch's intra-op threads to 1 for the duration; yield the count it replaced.
+
+    On 32x32 matrices MKL's own threading has nothing to share out, and when the cores are
+    busy its thread teams stall: measured under load on the 2-core machine, batched eigh
+    with vectors took 18.6 s with 2 threads and 0.67 s with 1, and svd 41 s against 1.4 s.
+    The setting is process-wide, so nested and concurrent callers share one
+    reference-counted change, restored by the last to leave.
+    """
+    global _threads_users, _threads_saved
+    with _threads_lock:
+        if _threads_users == 0:
+            _threads_saved = torch.get_num_threads()
+            if _threads_saved != 1:
+                torch.set_num_threads(1)
+        _threads_users += 1
+        available = _threads_saved
+    try:
+        yield available
+    finally:
+        with _threads_lock:
+            _threads_users -= 1
+            if _threads_users == 0 and _threads_saved != 1:
+                torch.set_num_threads(_threads_saved)
+
+
 def _map_over_batch(fn: Callable, A: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, ...]:
-    """Apply a per-matrix LAPACK routine to `A` (N, ...) split along N over CPU threads.
+    """Apply a per-matrix LAPACK routine to `A` (N, ...), on CPU split along N over threads.
 
     `fn` returns a tensor or a tuple of tensors with leading dimension N; the pieces are
-    concatenated back in order, so the result equals `fn(A)` matrix for matrix.
+    concatenated back in order. Each thread runs LAPACK single-threaded, so the parallelism
+    is over matrices (torch releases the GIL inside LAPACK).
     """
-    parts = 1
-    if A.device.type == "cpu":
-        parts = max(1, min(torch.get_num_threads(), A.shape[0] // MIN_MATRICES_PER_THREAD))
-    if parts == 1:
+    if A.device.type != "cpu":
         return fn(A)
-    chunks = A.chunk(parts)
-    results: list = [None] * len(chunks)
-    errors: list[BaseException] = []
+    with _one_thread_per_lapack_call() as available:
+        parts = max(1, min(available, A.shape[0] // MIN_MATRICES_PER_THREAD))
+        if parts == 1:
+            return fn(A)
+        chunks = A.chunk(parts)
+        results: list = [None] * len(chunks)
+        errors: list[BaseException] = []
+        grad_enabled = torch.is_grad_enabled()  # grad mode is thread-local: carry it over
 
-    grad_enabled = torch.is_grad_enabled()  # grad mode is thread-local: carry it over
+        def work(i: int) -> None:
+            try:
+                with torch.set_grad_enabled(grad_enabled):
+                    results[i] = fn(chunks[i])
+            except BaseException as err:  # re-raised in the calling thread below
+                errors.append(err)
 
-    def work(i: int) -> None:
-        try:
-            with torch.set_grad_enabled(grad_enabled):
-                results[i] = fn(chunks[i])
-        except BaseException as err:  # re-raised in the calling thread below
-            errors.append(err)
-
-    # Plain threads instead of a pool: nothing survives the call, so a fork (ray, data
-    # loaders) never inherits a pool whose workers are gone.
-    threads = [threading.Thread(target=work, args=(i,)) for i in range(1, len(chunks))]
-    for thread in threads:
-        thread.start()
-    work(0)
-    for thread in threads:
-        thread.join()
+        # Plain threads instead of a pool: nothing survives the call, so a fork (ray, data
+        # loaders) never inherits a pool whose workers are gone.
+        threads = [threading.Thread(target=work, args=(i,)) for i in range(1, len(chunks))]
+        for thread in threads:
+            thread.start()
+        work(0)
+        for thread in threads:
+            thread.join()
     if errors:
         raise errors[0]
     if isinstance(results[0], torch.Tensor):
@@ -117,28 +157,59 @@ def _finite_or_zero(A: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]
     return A.masked_fill(~finite[:, None, None], 0.0), ~finite
 
 
+# Per-chunk work of the fast path. Everything from the float64 cast on runs inside the
+# chunk, so on CPU it stays on the chunk's single-threaded worker (see _map_over_batch).
+
+
+def _spectrum(A: torch.Tensor) -> torch.Tensor:
+    """(N, m, n) -> (N, r) float64 singular values, descending; NaN for non-finite input."""
+    exact_svd = A.dtype == torch.float64
+    A, bad = _finite_or_zero(A.to(torch.float64))
+    if exact_svd:
+        s = torch.linalg.svdvals(A)
+    else:
+        G = A.mT @ A if A.shape[-2] >= A.shape[-1] else A @ A.mT  # (N, r, r), smaller Gram
+        # Round-off can push eigenvalues of a singular Gram slightly below zero.
+        s = torch.linalg.eigvalsh(G).clamp_min(0.0).sqrt().flip(-1)
+    return s if bad is None else s.masked_fill(bad[:, None], math.nan)
+
+
+def _decomposition(A: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(N, m, n) -> left (N, m, r), s (N, r), right (N, r, n), float64; see below."""
+    exact_svd = A.dtype == torch.float64
+    A, bad = _finite_or_zero(A.to(torch.float64))
+    if exact_svd:
+        U, s, Vh = torch.linalg.svd(A, full_matrices=False)
+        left, right = U * s[:, None, :], Vh
+    elif A.shape[-2] >= A.shape[-1]:
+        eigenvalues, V = torch.linalg.eigh(A.mT @ A)
+        V = V.flip(-1)  # (N, n, n), descending
+        s = eigenvalues.flip(-1).clamp_min(0.0).sqrt()
+        left, right = A @ V, V.mT
+    else:
+        eigenvalues, U = torch.linalg.eigh(A @ A.mT)
+        U = U.flip(-1)  # (N, m, m), descending
+        s = eigenvalues.flip(-1).clamp_min(0.0).sqrt()
+        left, right = U, U.mT @ A
+    if bad is not None:
+        s = s.masked_fill(bad[:, None], math.nan)
+        left = left.masked_fill(bad[:, None, None], math.nan)
+        right = right.masked_fill(bad[:, None, None], math.nan)
+    return left, s, right
+
+
 def singular_values(X: torch.Tensor) -> torch.Tensor:
     """Singular values of each matrix, descending: (..., m, n) -> (..., min(m, n)) float64.
 
     Exact to max_i |s_i - s_i^ref| <= ~1e-8 * s_1 for float32/16 inputs (float64 Gram route,
     see the module docstring) and to float64 round-off for float64 inputs. Matrices with a
-    NaN or Inf give NaN singular values instead of an error.
+    NaN or Inf give NaN singular values instead of an error. No gradient.
     """
     _check_matrices(X)
     m, n = X.shape[-2:]
-    r = min(m, n)
     with _autocast_off(X.device):
-        A = X.detach().reshape(-1, m, n).to(torch.float64)  # (N, m, n)
-        A, bad = _finite_or_zero(A)
-        if X.dtype == torch.float64:
-            s = _map_over_batch(torch.linalg.svdvals, A)
-        else:
-            G = A.mT @ A if m >= n else A @ A.mT  # (N, r, r), the smaller Gram
-            # Round-off can push eigenvalues of a singular Gram slightly below zero.
-            s = _map_over_batch(torch.linalg.eigvalsh, G).clamp_min(0.0).sqrt().flip(-1)
-        if bad is not None:
-            s = s.masked_fill(bad[:, None], math.nan)
-    return s.reshape(*X.shape[:-2], r)
+        s = _map_over_batch(_spectrum, X.detach().reshape(-1, m, n))
+    return s.reshape(*X.shape[:-2], min(m, n))
 
 
 def singular_decomposition(X: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -150,31 +221,14 @@ def singular_decomposition(X: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor,
     matrices left = U and right = U^T X = diag(s) V^T. The singular values stay folded into
     the side computed as a product with X because that product is accurate even where s_i
     is tiny, while U = X V / s would not be (Gram route, see the module docstring).
-    float64 inputs use LAPACK's SVD. Non-finite matrices give NaN factors.
+    float64 inputs use LAPACK's SVD. Non-finite matrices give NaN factors. Differentiable
+    (through eigh/svd, so not at repeated singular values).
     """
     _check_matrices(X)
     m, n = X.shape[-2:]
     r = min(m, n)
     with _autocast_off(X.device):
-        A = X.reshape(-1, m, n).to(torch.float64)  # (N, m, n)
-        A, bad = _finite_or_zero(A)
-        if X.dtype == torch.float64:
-            U, s, Vh = _map_over_batch(lambda a: torch.linalg.svd(a, full_matrices=False), A)
-            left, right = U * s[:, None, :], Vh
-        elif m >= n:
-            eigenvalues, V = _map_over_batch(torch.linalg.eigh, A.mT @ A)
-            V = V.flip(-1)  # (N, n, n), descending
-            s = eigenvalues.flip(-1).clamp_min(0.0).sqrt()
-            left, right = A @ V, V.mT
-        else:
-            eigenvalues, U = _map_over_batch(torch.linalg.eigh, A @ A.mT)
-            U = U.flip(-1)  # (N, m, m), descending
-            s = eigenvalues.flip(-1).clamp_min(0.0).sqrt()
-            left, right = U, U.mT @ A
-        if bad is not None:
-            s = s.masked_fill(bad[:, None], math.nan)
-            left = left.masked_fill(bad[:, None, None], math.nan)
-            right = right.masked_fill(bad[:, None, None], math.nan)
+        left, s, right = _map_over_batch(_decomposition, X.reshape(-1, m, n))
     lead = X.shape[:-2]
     return left.reshape(*lead, m, r), s.reshape(*lead, r), right.reshape(*lead, r, n)
 

@@ -11,6 +11,7 @@ import importlib.util
 import logging
 import os
 import signal
+import socket
 import sys
 from pathlib import Path
 
@@ -114,6 +115,19 @@ def test_cuda_jobs_without_gpus_per_job_are_refused_before_ray_starts(sweep):
     cuda_jobs = [dataclasses.replace(job, device="cuda") for job in jobs]
     with pytest.raises(AblateError, match="pass --gpus-per-job 1"):
         RayExecutor().run(cuda_jobs, threads_or_fail, lambda job, frame: None)
+
+
+@needs_ray
+def test_an_address_where_nothing_listens_is_a_one_line_error_without_waiting(sweep, capsys):
+    with socket.socket() as probe:  # a port that was free a moment ago
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    path, _ = sweep
+    assert main(["run", str(path), "--executor", "ray", "--address", f"127.0.0.1:{port}",
+                 "--out", str(path.parent / "unreached")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "cannot reach a Ray cluster" in err and "ray start --head" in err and "\n" not in err
+    assert not (path.parent / "unreached").exists()  # refused before the run dir opens
 
 
 @needs_ray

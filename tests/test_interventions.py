@@ -212,6 +212,11 @@ def test_validate_checks_sites_fire_without_a_model():
     assert [c.label for c in validate_conditions(spec)] == ["none", "svd_rank_k@iter.5:k=1"]
     with pytest.raises(AblateError, match="never fires"):
         validate_conditions(spec, n_layers=2, n_iterations=3)
+    # Without n_layers, a named layer is assumed to exist (only iterations are checked).
+    layered = [{"name": "svd_rank_k", "site": "iter.2.layer.3", "k": 1}]
+    assert len(validate_conditions(layered, n_iterations=2)) == 2
+    with pytest.raises(AblateError, match="never fires"):
+        validate_conditions(layered, n_iterations=1)
 
 
 @torch.no_grad()

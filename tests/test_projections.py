@@ -189,3 +189,24 @@ def test_norm_matched_restores_the_frobenius_norm_and_direction_and_keeps_zeros(
     assert torch.allclose(matched[0] / norms[0], direction[0], atol=1e-6)
     with pytest.raises(AblateError, match="matching shapes"):
         norm_matched(Xk[:2], X)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_gradients_through_one_basis_match_float64_svd_also_split_over_threads(dtype,
+                                                                               monkeypatch):
+    from ablate import rank
+
+    monkeypatch.setattr(rank, "MIN_MATRICES_PER_THREAD", 1)
+    saved = torch.get_num_threads()
+    torch.set_num_threads(2)  # two worker threads, each with a share of the batch
+    try:
+        X = gapped(13, dtype).requires_grad_()
+        weights = torch.from_numpy(np.random.default_rng(14).standard_normal(X.shape))
+        (svd_project(decompose(X), 3) * weights).sum().backward()
+    finally:
+        torch.set_num_threads(saved)
+    reference = X.detach().double().requires_grad_()
+    U, s, Vh = torch.linalg.svd(reference)
+    (((U[..., :3] * s[..., None, :3]) @ Vh[..., :3, :]) * weights).sum().backward()
+    assert X.grad.dtype == dtype
+    assert torch.allclose(X.grad.double(), reference.grad, atol=1e-5)

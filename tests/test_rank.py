@@ -61,8 +61,10 @@ def assert_spectrum_close(s: torch.Tensor, ref: np.ndarray, rel: float = 1e-5) -
 
 @pytest.mark.parametrize("name", list(hard_spectra()))
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-def test_singular_values_match_numpy_float64_within_1e5_of_s1(name, dtype):
-    A = torch.from_numpy(with_spectrum(np.random.default_rng(0), hard_spectra()[name])).to(dtype)
+@pytest.mark.parametrize("n", [D, 32])
+def test_singular_values_match_numpy_float64_within_1e5_of_s1(name, dtype, n):
+    spectra = hard_spectra(n)[name]
+    A = torch.from_numpy(with_spectrum(np.random.default_rng(0), spectra)).to(dtype)
     ref = np.linalg.svd(A.double().numpy(), compute_uv=False)
     s = singular_values(A)
     assert s.dtype == torch.float64 and s.shape == ref.shape
@@ -92,19 +94,30 @@ def test_rectangular_and_batched_shapes(shape):
         assert_spectrum_close(s, np.linalg.svd(A.double().numpy(), compute_uv=False))
 
 
-def test_threaded_batch_split_equals_one_call(monkeypatch):
-    # Splitting the batch over threads must not change any matrix's result.
+def test_threaded_batch_split_equals_one_call_and_restores_the_thread_count(monkeypatch):
+    # Splitting the batch over threads must not change any matrix's result, and torch's
+    # thread count must come back after the single-threaded LAPACK section, also nested.
     A = torch.from_numpy(np.random.default_rng(3).standard_normal((10, 4, 4)))
     G = A.mT @ A
-    whole = torch.linalg.eigh(G)
-    values = torch.linalg.eigvalsh(G)
     monkeypatch.setattr(rank, "MIN_MATRICES_PER_THREAD", 1)
-    monkeypatch.setattr(torch, "get_num_threads", lambda: 3)
-    split = rank._map_over_batch(torch.linalg.eigh, G)
-    assert torch.equal(split[0], whole[0]) and torch.equal(split[1], whole[1])
-    assert torch.equal(rank._map_over_batch(torch.linalg.eigvalsh, G), values)
-    with pytest.raises(torch.linalg.LinAlgError):  # a failure in a worker thread surfaces
-        rank._map_over_batch(torch.linalg.cholesky, -G)
+    saved = torch.get_num_threads()
+    torch.set_num_threads(3)
+    try:
+        with rank._one_thread_per_lapack_call() as available:
+            assert available == 3 and torch.get_num_threads() == 1
+            whole, values = torch.linalg.eigh(G), torch.linalg.eigvalsh(G)
+            nested = rank._map_over_batch(torch.linalg.eigvalsh, G)  # runs unsplit here
+        assert torch.get_num_threads() == 3
+        split = rank._map_over_batch(torch.linalg.eigh, G)  # three threads
+        assert torch.get_num_threads() == 3
+        assert torch.equal(split[0], whole[0]) and torch.equal(split[1], whole[1])
+        assert torch.equal(rank._map_over_batch(torch.linalg.eigvalsh, G), values)
+        assert torch.equal(nested, values)
+        with pytest.raises(torch.linalg.LinAlgError):  # a failure in a worker thread surfaces
+            rank._map_over_batch(torch.linalg.cholesky, -G)
+        assert torch.get_num_threads() == 3
+    finally:
+        torch.set_num_threads(saved)
 
 
 def test_non_finite_matrix_gives_nan_and_leaves_the_others_alone():

@@ -24,7 +24,7 @@ app = typer.Typer(
 )
 
 # Command modules, each with register(app). Add a module here when it exists.
-COMMAND_MODULES: tuple[str, ...] = ("inspect_cmd", "run_cmd", "train_cmd")
+COMMAND_MODULES: tuple[str, ...] = ("inspect_cmd", "run_cmd", "train_cmd", "codi_cmd", "report_cmd")
 
 
 @app.callback()
@@ -46,6 +46,23 @@ def _register_all() -> None:
             _registered.add(name)
 
 
+def _click_error_types() -> tuple[tuple[type, ...], tuple[type, ...]]:
+    """Click's usage/abort exceptions; typer >= 0.20 also raises its vendored copies."""
+    import click
+
+    usage: list[type] = [click.exceptions.ClickException]
+    abort: list[type] = [click.exceptions.Abort]
+    try:
+        from typer._click import exceptions as vendored
+    except ImportError:
+        pass
+    else:
+        usage.append(vendored.ClickException)
+        if hasattr(vendored, "Abort"):
+            abort.append(vendored.Abort)
+    return tuple(usage), tuple(abort)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the console script; returns the exit code."""
     args = sys.argv[1:] if argv is None else argv
@@ -65,13 +82,12 @@ def main(argv: list[str] | None = None) -> int:
     except (typer.Exit, SystemExit) as done:
         code = getattr(done, "exit_code", getattr(done, "code", 0))
         return int(code or 0)
-    except Exception as err:  # click usage errors carry their own exit codes
-        import click
-
-        if isinstance(err, click.exceptions.ClickException):
+    except Exception as err:  # usage errors carry their own exit codes
+        click_errors, abort_errors = _click_error_types()
+        if isinstance(err, click_errors):
             err.show()
             return err.exit_code
-        if isinstance(err, click.exceptions.Abort):
+        if isinstance(err, abort_errors):
             return 1
         raise
     return 0

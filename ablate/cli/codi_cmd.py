@@ -13,10 +13,11 @@ machine more threads mostly wait for each other.
 from __future__ import annotations
 
 import json
+import os
 import shlex
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import torch
 import typer
@@ -25,8 +26,16 @@ from rich.table import Table
 
 from ablate.errors import AblateError
 
-codi_app = typer.Typer(no_args_is_help=True, help="Matrix-CODI: latent reasoning with d×d thoughts.")
+try:  # typer >= 0.20 vendors click
+    from typer._click.core import ParameterSource
+except ImportError:
+    from click.core import ParameterSource
+
+codi_app = typer.Typer(no_args_is_help=True,
+                       help="Matrix-CODI: latent reasoning with d×d thoughts.")
 console = Console()
+TaskOptions = Annotated[list[str] | None,
+                        typer.Option("--task-option", help="Task option key=value, repeatable.")]
 
 
 def _threads(threads: int) -> None:
@@ -51,6 +60,22 @@ def _options(values: list[str] | None, flag: str) -> dict[str, Any]:
     return parsed
 
 
+def _command(ctx: typer.Context) -> str:
+    """The command as typed (console script or ``python -m ablate.cli``); called from
+    Python, the flags given on the command line, rebuilt in declaration order."""
+    program = sys.argv[0].replace("\\", "/") if sys.argv else ""
+    if os.path.basename(program) == "ablate" or program.endswith("ablate/cli/__main__.py"):
+        return shlex.join(["ablate", *sys.argv[1:]])
+    words = ["ablate", "codi", ctx.info_name or "train"]
+    for param in ctx.command.params:
+        if ctx.get_parameter_source(param.name) != ParameterSource.COMMANDLINE:
+            continue
+        value = ctx.params[param.name]
+        for item in value if isinstance(value, (list, tuple)) else [value]:
+            words += [param.opts[0], str(item)]
+    return shlex.join(words)
+
+
 def _load_solver(checkpoint: str, kind: str, tokenizer: str | None, base: str | None,
                  n_head: int | None, device: str) -> Any:
     if kind == "native":
@@ -67,9 +92,10 @@ def _load_solver(checkpoint: str, kind: str, tokenizer: str | None, base: str | 
 
 @codi_app.command("train")
 def train_command(
+    ctx: typer.Context,
     config_file: str = typer.Option(None, "--config", help="TOML file of CodiTrainConfig keys."),
     task: str = typer.Option(None, "--task", help="synthetic | gsm8k"),
-    task_option: list[str] = typer.Option(None, "--task-option", help="key=value, repeatable."),
+    task_option: TaskOptions = None,
     data_path: str = typer.Option(None, "--data-path", help="Local data (gsm8k)."),
     mat_dim: int = typer.Option(None, "--mat-dim"),
     layers: int = typer.Option(None, "--layers"),
@@ -90,8 +116,8 @@ def train_command(
 ) -> None:
     """Train a native matrix-CODI model from scratch and save it with its metrics."""
     from ablate.codi.saving import save_codi
-    from ablate.codi.training import CodiTrainConfig, train_codi
     from ablate.codi.study_config import tomllib
+    from ablate.codi.training import CodiTrainConfig, train_codi
 
     _threads(threads)
     values: dict[str, Any] = {}
@@ -114,8 +140,7 @@ def train_command(
         result = train_codi(config, progress=lambda step, row: status.update(
             f"step {step}  loss {row['total']:.3f}  (teacher {row['teacher']:.3f}, "
             f"student {row['student']:.3f}, distill {row['distill']:.3f})"))
-    command = shlex.join(["ablate", *sys.argv[1:]]) if sys.argv else "ablate codi train"
-    save_codi(result.codi, out, metadata={"command": command, "seed": config.seed,
+    save_codi(result.codi, out, metadata={"command": _command(ctx), "seed": config.seed,
                                           "data": config.task, "steps": result.metrics["steps"],
                                           "metrics": result.metrics,
                                           "train_config": config.to_dict()})
@@ -123,7 +148,8 @@ def train_command(
     console.print(f"saved {out}: {metrics['steps']} steps in {metrics['train_seconds']} s; "
                   f"accuracy {metrics['accuracy']:.3f} on {metrics['eval_items']} "
                   f"{metrics['eval_split']} items vs chance {metrics['chance']:.3f} "
-                  f"(always '{metrics['chance_answer']}')")
+                  f"(always '{metrics['chance_answer']}'); best constant "
+                  f"{metrics['best_constant']:.3f}")
     console.print(f"accuracy by depth: {metrics['accuracy_by_depth']}")
 
 
@@ -135,18 +161,25 @@ def eval_command(
     base: str = typer.Option(None, "--base", help="Local GPT-2 directory (research)."),
     n_head: int = typer.Option(None, "--n-head", help="GPT-2 heads if not inferable."),
     task: str = typer.Option("synthetic", "--task"),
-    task_option: list[str] = typer.Option(None, "--task-option", help="key=value, repeatable."),
+    task_option: TaskOptions = None,
     split: str = typer.Option("test", "--split"),
     data_path: str = typer.Option(None, "--data-path"),
     limit: int = typer.Option(200, "--limit"),
     latents: int = typer.Option(None, "--latents", help="Default: the checkpoint's."),
     batch_size: int = typer.Option(32, "--batch-size"),
+    max_question_tokens: int = typer.Option(
+        None, "--max-question-tokens", help="Keep the last N question tokens (byte models)."),
     device: str = typer.Option("cpu", "--device"),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
     threads: int = typer.Option(1, "--threads"),
 ) -> None:
     """Accuracy (CODI rule), chance baseline and latent effective ranks on a task split."""
-    from ablate.codi.evaluation import accuracy, evaluate_items, most_frequent_answer
+    from ablate.codi.evaluation import (
+        accuracy,
+        best_constant,
+        evaluate_items,
+        most_frequent_answer,
+    )
     from ablate.rank import effective_rank
     from ablate.tasks import get_task
 
@@ -156,10 +189,12 @@ def eval_command(
         solver.settings.n_latents if hasattr(solver, "settings") else solver.n_latents)
     source = get_task(task, **_options(task_option, "--task-option"))
     items = source.load(split, path=data_path, limit=limit)
-    outcomes = evaluate_items(solver, items, n_latents, batch_size=batch_size)
+    outcomes = evaluate_items(solver, items, n_latents, batch_size=batch_size,
+                              max_question_tokens=max_question_tokens)
     report: dict[str, Any] = {"checkpoint": checkpoint, "task": task, "split": split,
                               "n_items": len(items), "n_latents": n_latents,
                               "accuracy": accuracy(outcomes)}
+    report["best_constant_answer"], report["best_constant"] = best_constant(items)
     try:
         train = source.load("train", path=data_path, limit=5000)
         report["chance_answer"], report["chance"] = most_frequent_answer(train, items)

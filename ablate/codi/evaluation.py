@@ -122,6 +122,15 @@ def accuracy(outcomes: Sequence[Outcome]) -> float:
     return sum(o.correct for o in outcomes) / len(outcomes)
 
 
+def best_constant(test: Sequence[Item]) -> tuple[str, float]:
+    """The best any constant answer can do on ``test`` (an oracle ceiling for guessing):
+    its most frequent answer and that answer's rate."""
+    if not test:
+        raise AblateError("the constant baseline needs test items")
+    answer, count = Counter(clean_answer(item) for item in test).most_common(1)[0]
+    return answer, count / len(test)
+
+
 def most_frequent_answer(train: Sequence[Item], test: Sequence[Item]) -> tuple[str, float]:
     """The chance baseline: the most frequent training answer and its rate on ``test``."""
     if not train or not test:

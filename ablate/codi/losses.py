@@ -17,7 +17,8 @@ import torch.nn.functional as F
 STD_FLOOR = 1e-6  # spec §9: max(std(t), 1e-6)
 
 
-def masked_cross_entropy(logits: torch.Tensor, ids: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+def masked_cross_entropy(logits: torch.Tensor, ids: torch.Tensor,
+                         targets: torch.Tensor) -> torch.Tensor:
     """Mean next-token CE over the positions where ``targets`` (B, L) is True.
 
     ``logits`` (B, L, V) at position i score token ``ids[:, i + 1]``. Returns 0 (with a
@@ -50,7 +51,7 @@ def distillation_loss(student: list[torch.Tensor], teacher: list[torch.Tensor]) 
         raise ValueError(f"distillation needs matching non-empty site lists, got "
                          f"{len(student)} and {len(teacher)}")
     terms = []
-    for s, t in zip(student, teacher):
+    for s, t in zip(student, teacher, strict=True):
         t = t.detach().float()
         scale = t.std().clamp_min(STD_FLOOR) if t.numel() > 1 else t.new_tensor(1.0)
         terms.append(F.smooth_l1_loss(s.float(), t) / scale)

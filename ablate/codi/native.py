@@ -90,7 +90,8 @@ class CodiSettings:
         allowed = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - allowed)
         if unknown:
-            raise AblateError(f"{source}: unknown CODI settings {unknown}; allowed: {sorted(allowed)}")
+            raise AblateError(f"{source}: unknown CODI settings {unknown}; "
+                              f"allowed: {sorted(allowed)}")
         return cls(**data)
 
     def dumps(self) -> str:
@@ -193,7 +194,8 @@ def check_specials(specials: list[str] | tuple[str, ...], source: str) -> None:
 class NativeCodi(nn.Module):
     """A Matrix Thinker plus the latent projection Π; parameters ``thinker.*``, ``projection.*``."""
 
-    def __init__(self, thinker: MatrixThinker, tokenizer: Tokenizer, settings: CodiSettings) -> None:
+    def __init__(self, thinker: MatrixThinker, tokenizer: Tokenizer,
+                 settings: CodiSettings) -> None:
         super().__init__()
         check_specials(thinker.config.specials, "the model config")
         if thinker.config.embedding in HISTORY_EMBEDDINGS:
@@ -248,7 +250,8 @@ class NativeCodi(nn.Module):
 
     def _chunk(self, context: _Context, tokens: Padded, start: torch.Tensor, *,
                lead: torch.Tensor | None = None, head: bool = True,
-               collect_at: torch.Tensor | None = None) -> tuple[ThinkerOutput, dict[str, torch.Tensor]]:
+               collect_at: torch.Tensor | None = None,
+               ) -> tuple[ThinkerOutput, dict[str, torch.Tensor]]:
         """Append ``lead`` (B, 1, d, d) (a pending latent) and right-padded ``tokens`` whose
         first token sits at position ``start`` (B,). With ``collect_at`` (B,), also return
         every block output at that token index {hook name: (B, d, d)}."""
@@ -370,8 +373,8 @@ class NativeCodi(nn.Module):
         zero = student_ce.new_zeros(())
         out = {"student": student_ce, "teacher": zero, "distill": zero}
         if distill:
-            out["teacher"] = masked_cross_entropy(teacher_logits, batch.teacher.ids,
-                                                  target_mask(batch.teacher.mask, batch.teacher_start))
+            targets = target_mask(batch.teacher.mask, batch.teacher_start)
+            out["teacher"] = masked_cross_entropy(teacher_logits, batch.teacher.ids, targets)
             names = sorted(teacher_states)
             out["distill"] = distillation_loss([student_states[n] for n in names],
                                                [teacher_states[n] for n in names])
@@ -386,7 +389,8 @@ class NativeCodi(nn.Module):
         B = run.next_position.shape[0]
         device = run.next_position.device
         prompt_ids = torch.tensor([prompt] * B, dtype=torch.long, device=device)
-        logits, _ = self.extend(run, Padded(prompt_ids, torch.ones_like(prompt_ids, dtype=torch.bool)))
+        every = torch.ones_like(prompt_ids, dtype=torch.bool)
+        logits, _ = self.extend(run, Padded(prompt_ids, every))
         outputs: list[list[int]] = [[] for _ in range(B)]
         done = [False] * B
         for step in range(max_new_tokens):

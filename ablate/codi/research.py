@@ -18,8 +18,8 @@ against ``use_cache=False`` to float round-off). Positions count real tokens per
 left padding never shifts a question: batched results equal the research's batch-size-1
 evaluation.
 
-    >>> codi = load_research_codi("best_run_b_matrix.pt", tokenizer="/models/gpt2")  # doctest: +SKIP
-    >>> outcomes = evaluate_items(codi, items, n_latents=6)                          # doctest: +SKIP
+    >>> codi = load_research_codi("best_run_b_matrix.pt", tokenizer="/gpt2")  # doctest: +SKIP
+    >>> outcomes = evaluate_items(codi, items, n_latents=6)                  # doctest: +SKIP
 """
 
 from __future__ import annotations

@@ -56,8 +56,9 @@ def read_codi_file(directory: Path) -> CodiSettings:
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
         raise AblateError(f"{path}: not valid JSON ({err}); re-save the checkpoint") from err
     if not isinstance(data, dict) or data.get("version") != CODI_FILE_VERSION:
-        raise AblateError(f"{path}: expected {{'version': {CODI_FILE_VERSION}, 'settings': ...}}, "
-                          f"got version {data.get('version') if isinstance(data, dict) else data!r}")
+        got = data.get("version") if isinstance(data, dict) else data
+        raise AblateError(f"{path}: expected {{'version': {CODI_FILE_VERSION}, 'settings': "
+                          f"...}}, got version {got!r}; re-save the checkpoint")
     unknown = sorted(set(data) - {"version", "settings"})
     if unknown:
         raise AblateError(f"{path}: unknown keys {unknown}; allowed: version, settings")

@@ -48,7 +48,8 @@ class CodiLayout:
 
     def __post_init__(self) -> None:
         if not self.cue.endswith(":"):
-            raise AblateError(f"CODI cue {self.cue!r} must end with ':' (distillation aligns there)")
+            raise AblateError(f"CODI cue {self.cue!r} must end with ':' "
+                              "(distillation aligns there)")
 
 
 @dataclass(frozen=True)
@@ -207,13 +208,13 @@ def collate(
     shift = [len(e.question_ids) - 1 for e in examples]
     return CodiBatch(
         question=pad_sequences([e.question_ids for e in examples], pad_id, left=True),
-        teacher=pad_sequences([e.teacher_ids[s:] for e, s in zip(examples, shift)], pad_id,
-                              left=False),
+        teacher=pad_sequences([e.teacher_ids[s:] for e, s in zip(examples, shift, strict=True)],
+                              pad_id, left=False),
         tail=pad_sequences([t for t, _ in tails], pad_id, left=False),
-        teacher_cue=torch.tensor([e.teacher_cue - s for e, s in zip(examples, shift)],
-                                 dtype=torch.long),
-        teacher_start=torch.tensor([e.teacher_start - s for e, s in zip(examples, shift)],
-                                   dtype=torch.long),
+        teacher_cue=torch.tensor(
+            [e.teacher_cue - s for e, s in zip(examples, shift, strict=True)], dtype=torch.long),
+        teacher_start=torch.tensor(
+            [e.teacher_start - s for e, s in zip(examples, shift, strict=True)], dtype=torch.long),
         tail_cue=torch.tensor([e.tail_cue for e in examples], dtype=torch.long),
         tail_start=torch.tensor([s for _, s in tails], dtype=torch.long),
     )

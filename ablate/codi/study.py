@@ -39,7 +39,13 @@ from ablate.codi.study_config import StudyConfig
 from ablate.errors import AblateError
 from ablate.evaluation.records import to_frame
 from ablate.experiment import JOB_COLUMNS
-from ablate.projections import decompose, draw_generator, random_project, random_subspace, svd_project
+from ablate.projections import (
+    decompose,
+    draw_generator,
+    random_project,
+    random_subspace,
+    svd_project,
+)
 from ablate.rank import spectral_summary
 from ablate.store import RunStore
 from ablate.tasks import get_task

@@ -143,8 +143,9 @@ def study_from_dict(data: dict[str, Any], source: str = "<memory>",
                 if not Path(checkpoint[key]).is_absolute() else checkpoint[key]
     task = _table(top.get("task", {}), tuple(f.name for f in fields(CodiTaskSpec)),
                   f"{source} [task]")
-    if task.get("path") is not None and base_dir is not None and not Path(task["path"]).is_absolute():
-        task["path"] = str((base_dir / task["path"]).resolve())
+    path = task.get("path")
+    if path is not None and base_dir is not None and not Path(path).is_absolute():
+        task["path"] = str((base_dir / path).resolve())
     study_keys = tuple(f.name for f in fields(StudyConfig)
                        if f.name not in ("checkpoint", "task", "name", "version"))
     study = _table(top.get("study", {}), study_keys, f"{source} [study]")

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ablate.codi.evaluation import accuracy, evaluate_items, most_frequent_answer
+from ablate.codi.evaluation import accuracy, best_constant, evaluate_items, most_frequent_answer
 from ablate.codi.native import PROJECTIONS, CodiSettings, NativeCodi
 from ablate.codi.sequences import (
     PAD,
@@ -61,7 +61,7 @@ class CodiTrainConfig:
         default_factory=lambda: {"min_depth": 1, "max_depth": 3, "n_items": 20000})
     data_path: str | None = None
     train_split: str = "train"
-    eval_split: str = "validation"
+    eval_split: str | None = None  # None: "validation" when the task has one, else "test"
     train_limit: int | None = None
     eval_items: int = 200
     max_question_tokens: int = 200
@@ -150,11 +150,33 @@ def build_codi(config: CodiTrainConfig) -> NativeCodi:
     return NativeCodi(thinker, tokenizer, settings)
 
 
+def fitting_examples(codi: NativeCodi, config: CodiTrainConfig,
+                     items: list[Item]) -> list[CodiExample]:
+    """Encoded training items whose teacher and student sequences fit ``max_len``; the
+    rest are dropped and counted (long GSM8K solutions at a small byte max_len)."""
+    examples = []
+    for item in items:
+        example = encode_example(codi.tokenizer, item, codi.layout,
+                                 teacher_targets=config.teacher_targets,
+                                 max_question_tokens=config.max_question_tokens)
+        student = len(example.question_ids) + 1 + config.n_latents + len(example.tail_ids)
+        if max(len(example.teacher_ids), student) <= config.max_len:
+            examples.append(example)
+    if len(examples) < len(items):
+        logger.warning("dropped %d of %d training items longer than max_len=%d",
+                       len(items) - len(examples), len(items), config.max_len)
+    if not examples:
+        raise AblateError(f"no training item fits max_len={config.max_len}; raise --max-len "
+                          "or lower max_question_tokens")
+    return examples
+
+
 def learning_rate(config: CodiTrainConfig, step: int) -> float:
     """Linear warm-up, then cosine decay to 10 % of ``lr`` at ``max_steps``."""
     if step < config.warmup_steps:
         return config.lr * (step + 1) / config.warmup_steps
-    progress = min(1.0, (step - config.warmup_steps) / max(1, config.max_steps - config.warmup_steps))
+    span = max(1, config.max_steps - config.warmup_steps)
+    progress = min(1.0, (step - config.warmup_steps) / span)
     return config.lr * (0.1 + 0.45 * (1 + math.cos(math.pi * progress)))
 
 
@@ -172,11 +194,12 @@ def train_codi(config: CodiTrainConfig, *, progress: Progress | None = None,
     started = time.monotonic()
     codi = build_codi(config)
     tokenizer = codi.tokenizer
+    eval_split = config.eval_split or (
+        "validation" if "validation" in get_task(config.task, **config.task_options).splits
+        else "test")
     train_items = load_items(config, config.train_split, config.train_limit)
-    eval_items = load_items(config, config.eval_split, config.eval_items)
-    examples = [encode_example(tokenizer, item, codi.layout, teacher_targets=config.teacher_targets,
-                               max_question_tokens=config.max_question_tokens)
-                for item in train_items]
+    eval_items = load_items(config, eval_split, config.eval_items)
+    examples = fitting_examples(codi, config, train_items)
     n_stages = max(len(e.steps) for e in examples)
     pad = tokenizer.special_id(PAD)
     optimizer = torch.optim.AdamW(codi.parameters(), lr=config.lr, betas=tuple(config.betas),
@@ -207,14 +230,17 @@ def train_codi(config: CodiTrainConfig, *, progress: Progress | None = None,
     outcomes = evaluate_items(codi, eval_items, config.n_latents,
                               max_question_tokens=config.max_question_tokens)
     answer, chance = most_frequent_answer(train_items, eval_items)
+    oracle_answer, oracle = best_constant(eval_items)
     metrics = {
         "steps": step,
         "train_seconds": round(train_seconds, 1),
-        "eval_split": config.eval_split,
+        "eval_split": eval_split,
         "eval_items": len(eval_items),
         "accuracy": accuracy(outcomes),
         "chance": chance,
         "chance_answer": answer,
+        "best_constant": oracle,
+        "best_constant_answer": oracle_answer,
         "accuracy_by_depth": _by_depth(outcomes),
         "final_losses": history[-1] if history else {},
     }

@@ -125,14 +125,6 @@ class _Prefill:
     head: RankSums  # head input over all positions
 
 
-def _fork(cache: DecodeCache) -> DecodeCache:
-    """An independent copy; the forward replaces cache entries and never writes into them."""
-    copy = DecodeCache()
-    copy.kv, copy.ids, copy.length, copy.key_valid = (
-        dict(cache.kv), cache.ids, cache.length, cache.key_valid)
-    return copy
-
-
 def _copy_sums(sums: RankSums) -> RankSums:
     copy = RankSums(*sums.total.shape)
     copy.total, copy.count = sums.total.clone(), sums.count.clone()
@@ -177,7 +169,7 @@ class _Decoder:
         head.add(effective_rank(Y)[None].cpu(), rows)
         with self._precision():
             logits = self.model.head(Y[last]).float()  # (B, V), rows in order
-        return _Prefill(_fork(prefill.cache), logits, prefill.positions.clone(),
+        return _Prefill(prefill.cache.fork(), logits, prefill.positions.clone(),
                         _copy_sums(prefill.every), _copy_sums(prefill.generating), head)
 
     def decode(self, batch: Sequence[EncodedPrompt], prefill: _Prefill) -> list[list[int]]:

@@ -65,6 +65,14 @@ class DecodeCache:
         self.length = 0
         self.key_valid: torch.Tensor | None = None  # (B, length) bool, when padded
 
+    def fork(self) -> DecodeCache:
+        """An independent copy sharing tensors: the forward replaces cache entries and
+        never writes into them, so a shallow copy can branch (one prompt, many conditions)."""
+        copy = DecodeCache()
+        copy.kv, copy.ids, copy.length, copy.key_valid = (
+            dict(self.kv), self.ids, self.length, self.key_valid)
+        return copy
+
     def reorder(self, index: torch.Tensor) -> None:
         """Keep only the batch rows in ``index`` (finished sequences can be dropped)."""
         self.kv = {key: (k[index], v[index]) for key, (k, v) in self.kv.items()}

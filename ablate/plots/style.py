@@ -11,8 +11,8 @@ with caps, per-seed values are small open dots or thin lines.
 
 from __future__ import annotations
 
-import math
 import functools
+import math
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -54,7 +54,7 @@ STYLE: dict[str, Any] = {
     "ytick.labelsize": 8,
     # Stable ids and no dates: the same data gives the same SVG bytes.
     "svg.hashsalt": "ablate",
-    "svg.fonttype": "path",
+    "svg.fonttype": "none",  # text stays text: smaller, searchable SVG files
     "path.simplify": False,
 }
 
@@ -110,13 +110,21 @@ def format_p(p: float | None) -> str:
     return f"{p:.3f}" if p >= 0.001 else f"{p:.1e}"
 
 
-def group_title(entry: Mapping[str, Any], *, site: bool = True) -> str:
-    """"multiprobe · gsm8k teacher_forced T=8 · head_input" from an analysis entry."""
-    parts = [str(entry.get("config_label", "")),
-             f"{entry.get('task')} {entry.get('mode')} T={entry.get('n_iterations')}"]
-    if site and entry.get("site"):
-        parts.append(str(entry["site"]))
-    return " · ".join(p for p in parts if p)
+def scope_title(entry: Mapping[str, Any], *, site: bool = True) -> str:
+    """"gsm8k teacher_forced T=8 · site head_input": what every panel of a figure shares."""
+    text = f"{entry.get('task')} {entry.get('mode')} T={entry.get('n_iterations')}"
+    return text + (f" · site {entry['site']}" if site and entry.get("site") else "")
+
+
+def suptitle_from(fig: Figure, entry: Mapping[str, Any] | None, *, site: bool = True) -> None:
+    """Title a figure with the scope its panels share (nothing when no panel has data)."""
+    if entry is not None:
+        fig.suptitle(scope_title(entry, site=site), fontsize=10)
+
+
+def first_entry(grid: Sequence[Sequence[Any]]) -> Any:
+    """The first non-empty cell of a panel grid, or None."""
+    return next((cell for row in grid for cell in row if cell is not None), None)
 
 
 def draw_intervals(ax: Axes, position: float, e1: tuple[float, float] | None,

@@ -6,7 +6,6 @@ appended to an analysis dict (schema in ablate.stats.analysis).
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 import numpy as np
@@ -30,8 +29,6 @@ from ablate.stats.frames import (
 from ablate.stats.intervals import TwoWayResult, mean_interval
 from ablate.stats.power import minimum_detectable_effect, variance_components
 from ablate.stats.trend import accuracy_trend, halving_weights, unablated_contrast
-
-logger = logging.getLogger(__name__)
 
 # outcome column -> (scale, unit): accuracy is reported in percentage points.
 OUTCOMES = {"correct": (100.0, "pp"), "answer_loglik": (1.0, "nats")}

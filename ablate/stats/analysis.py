@@ -148,6 +148,7 @@ def analyze_records(records: pd.DataFrame, *, rng: np.random.Generator, level: f
         if not unablated.empty:
             analyse_iterations(analysis, group, unablated, context)
             analyse_depth(analysis, group, unablated, context)
+        logger.info("analysed %s: %d site(s)", group, len(sites))
     analyse_heads(analysis, records, context)
     claims = [claim for family in ("q1", "q2", "q3", "q3_heads", "q4")
               for entry in analysis[family] for claim in entry["claims"]]

@@ -5,8 +5,9 @@ that says which claim (E1: these checkpoints; E3: a new training run) the data s
 ``json_ready`` rounds floats to 10 significant digits and maps NaN to None so that the
 analysis serialises to identical bytes for identical input and seed.
 
-    >>> claim = interval_claim(result, claim="accuracy falls as k is halved", family="q1|...",
-    ...                        unit="pp per halving of k", alpha=0.05)  # doctest: +SKIP
+    >>> claim = interval_claim(result, claim="correct changes when k is halved",
+    ...                        family="q1|...", unit="pp per halving of k")  # doctest: +SKIP
+    >>> apply_holm([claim], alpha=0.05)  # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -88,7 +89,8 @@ def json_ready(value: Any) -> Any:
         number = float(value)
         if not math.isfinite(number):
             return None
-        return float(f"{number:.{SIGNIFICANT_DIGITS}g}")
+        # "+ 0.0" turns -0.0 into 0.0 so equal results serialise to equal bytes.
+        return float(f"{number:.{SIGNIFICANT_DIGITS}g}") + 0.0
     return value
 
 

@@ -15,7 +15,6 @@ problems: conditioning on correctness is a collider.
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 
 import numpy as np
@@ -33,7 +32,7 @@ from ablate.stats.intervals import (
 )
 from ablate.stats.trend import ModelFit
 
-logger = logging.getLogger(__name__)
+MAX_LEVELS = 200  # beyond this many depth values the per-replicate Kendall is cheaper
 
 
 @dataclass(frozen=True)
@@ -77,6 +76,31 @@ def _weighted_ols_slopes(weights: np.ndarray, design: np.ndarray,
     return coefficients[:, 1, :]
 
 
+def weighted_kendall_tau_b(x: np.ndarray, y: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Kendall tau-b of x and y (n,) on each weighted sample, weights (B, n) item counts ->
+    (B,): equal to scipy's tau-b on the resampled rows when y has no ties.
+
+    Pairs of distinct levels of x are counted level by level with cumulative sums in y
+    order, so the cost is O(levels x B x n) instead of a Python loop over replicates."""
+    order = np.argsort(y, kind="stable")
+    x_sorted, w = x[order], weights[:, order]  # items in increasing y
+    levels = np.unique(x_sorted)
+    score = np.zeros(w.shape[0])  # concordant minus discordant pairs
+    for level in levels[:-1]:
+        higher = w * (x_sorted > level)
+        below = np.cumsum(higher, axis=1) - higher  # higher-x weight with smaller y
+        above = higher.sum(axis=1, keepdims=True) - below - higher
+        in_level = x_sorted == level
+        score += np.sum(w[:, in_level] * (above - below)[:, in_level], axis=1)
+    total = w.sum(axis=1)
+    pairs = total * (total - 1) / 2
+    level_weights = np.stack([w[:, x_sorted == level].sum(axis=1) for level in levels], axis=1)
+    ties_x = np.sum(level_weights * (level_weights - 1) / 2, axis=1)
+    ties_y = np.sum(w * (w - 1) / 2, axis=1)  # copies of one item tie in y
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return score / np.sqrt((pairs - ties_x) * (pairs - ties_y))
+
+
 def _ranks(values: np.ndarray) -> np.ndarray:
     return stats.rankdata(values, axis=-1)
 
@@ -84,14 +108,17 @@ def _ranks(values: np.ndarray) -> np.ndarray:
 def _pearson_rows(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     x = x - x.mean(axis=-1, keepdims=True)
     y = y - y.mean(axis=-1, keepdims=True)
-    return (x * y).sum(axis=-1) / np.sqrt((x * x).sum(axis=-1) * (y * y).sum(axis=-1))
+    # A replicate that drew one depth value has no correlation: NaN, dropped from intervals.
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return (x * y).sum(axis=-1) / np.sqrt((x * x).sum(axis=-1) * (y * y).sum(axis=-1))
 
 
 def _partial_spearman(x: np.ndarray, y: np.ndarray, z: np.ndarray) -> np.ndarray:
     """Spearman correlation of x and y given z; rows are samples, shape (..., n)."""
     rx, ry, rz = _ranks(x), _ranks(y), _ranks(z)
     r_xy, r_xz, r_yz = _pearson_rows(rx, ry), _pearson_rows(rx, rz), _pearson_rows(ry, rz)
-    return (r_xy - r_xz * r_yz) / np.sqrt((1 - r_xz**2) * (1 - r_yz**2))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return (r_xy - r_xz * r_yz) / np.sqrt((1 - r_xz**2) * (1 - r_yz**2))
 
 
 def _percentile(replicates: np.ndarray, level: float) -> tuple[float, float]:
@@ -117,9 +144,10 @@ def _ols_cluster(erank: np.ndarray, depth: np.ndarray, log_tokens: np.ndarray | 
     if log_tokens is not None:
         table["log_n_tokens"] = np.tile(log_tokens, n_seeds)
         formula = "erank ~ depth + log_n_tokens + C(seed)"
-    fit = smf.ols(formula, table).fit(cov_type="cluster",
-                                      cov_kwds={"groups": table["problem"].to_numpy()},
-                                      use_t=True)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        fit = smf.ols(formula, table).fit(cov_type="cluster",
+                                          cov_kwds={"groups": table["problem"].to_numpy()},
+                                          use_t=True)
     low, high = fit.conf_int(alpha=1 - level).loc["depth"]
     return ModelFit(float(fit.params["depth"]), (float(low), float(high)),
                     float(fit.pvalues["depth"]),
@@ -175,8 +203,12 @@ def _rank_associations(mean_erank: np.ndarray, depth: np.ndarray, log_tokens: np
     """Kendall tau-b and partial Spearman of depth with the seed-mean erank (n_items,), with
     percentile intervals over the problem-bootstrap indices (B, n_items)."""
     tau = stats.kendalltau(depth, mean_erank, variant="b")
-    tau_replicates = np.array([stats.kendalltau(depth[row], mean_erank[row], variant="b").statistic
-                               for row in indices])
+    if np.unique(mean_erank).size == mean_erank.size and np.unique(depth).size <= MAX_LEVELS:
+        counts = counts_from_indices(indices, depth.size)
+        tau_replicates = weighted_kendall_tau_b(depth, mean_erank, counts)
+    else:  # ties in erank or a near-continuous depth: the exact per-replicate route
+        tau_replicates = np.array([stats.kendalltau(depth[row], mean_erank[row],
+                                                    variant="b").statistic for row in indices])
     kendall = RankAssociation(float(tau.statistic), _percentile(tau_replicates, level),
                               float(tau.pvalue), "Kendall tau-b, depth vs seed-mean erank; "
                               "scipy p, problem-bootstrap percentile interval")
@@ -188,8 +220,7 @@ def _rank_associations(mean_erank: np.ndarray, depth: np.ndarray, log_tokens: np
         method = "partial Spearman given log n_tokens, problem bootstrap"
     else:
         partial_point = float(stats.spearmanr(depth, mean_erank).statistic)
-        partial_replicates = np.array([stats.spearmanr(depth[row], mean_erank[row]).statistic
-                                       for row in indices])
+        partial_replicates = _pearson_rows(_ranks(depth[indices]), _ranks(mean_erank[indices]))
         method = "Spearman (n_tokens constant: nothing to partial out), problem bootstrap"
     partial = RankAssociation(partial_point, _percentile(partial_replicates, level),
                               _bootstrap_p(partial_replicates), method)

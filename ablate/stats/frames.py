@@ -71,36 +71,72 @@ def _require(rows: pd.DataFrame, columns: tuple[str, ...], selection: dict[str, 
                           "against the run's conditions")
 
 
-def _check_unique(rows: pd.DataFrame, keys: list[str], selection: dict[str, Any]) -> None:
-    duplicated = rows.duplicated(subset=keys)
-    if duplicated.any():
-        example = rows.loc[duplicated, keys].iloc[0].to_dict()
-        raise AblateError(f"{int(duplicated.sum())} repeated rows for {example} under "
-                          f"{_describe(selection)}; narrow the selection (e.g. by site, k, "
-                          "draw or eval_seed) so each seed has one row per item")
-
-
-def _item_ids(rows: pd.DataFrame, by: list[str], selection: dict[str, Any]) -> tuple[str, ...]:
-    """The shared sorted item ids of every group in ``by``; error if the sets differ."""
-    item_sets = rows.groupby(by, sort=True)["item_id"].agg(lambda ids: frozenset(map(str, ids)))
-    reference = item_sets.iloc[0]
-    for group, items in item_sets.items():
-        if items != reference:
-            missing, extra = len(reference - items), len(items - reference)
-            raise AblateError(f"items differ across seeds for {_describe(selection)}: "
-                              f"{dict(zip(by, np.atleast_1d(group), strict=True))} lacks "
-                              f"{missing} and adds {extra} item(s) relative to "
-                              f"{dict(zip(by, np.atleast_1d(item_sets.index[0]), strict=True))};"
-                              " re-run the missing jobs or select a complete subset")
-    return tuple(sorted(reference))
-
-
 def _as_float(column: pd.Series | pd.DataFrame, value: str) -> np.ndarray:
     try:
+        return column.to_numpy(dtype=np.float64, na_value=np.nan)
+    except (TypeError, ValueError):
+        pass
+    try:  # object columns holding pd.NA or mixed Python numbers
         return column.astype(object).to_numpy(dtype=np.float64, na_value=np.nan)
     except (TypeError, ValueError) as error:
         raise AblateError(f"column '{value}' is not numeric ({error}); pick a numeric "
                           "metric such as correct, answer_loglik or bits_per_byte") from error
+
+
+@dataclass(frozen=True)
+class _Grid:
+    """Rows placed on a dense (group keys..., item) grid: codes per axis and axis labels."""
+
+    codes: tuple[np.ndarray, ...]  # per key, (n_rows,) position on that axis
+    labels: tuple[tuple[Any, ...], ...]  # per key, sorted distinct values
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(len(labels) for labels in self.labels)
+
+
+def _grid(rows: pd.DataFrame, keys: list[str], selection: dict[str, Any]) -> _Grid:
+    """Factorise ``keys`` (the last is item_id) and check the grid is complete: one row per
+    cell (no repeats) and the same items in every group of the other keys."""
+    codes, labels = [], []
+    for key in keys:
+        column = rows[key].astype(str) if key == "item_id" else rows[key].astype(np.int64)
+        code, uniques = pd.factorize(column, sort=True)
+        codes.append(code)
+        labels.append(tuple(str(u) if key == "item_id" else int(u) for u in uniques))
+    grid = _Grid(tuple(codes), tuple(labels))
+    cells = np.ravel_multi_index(grid.codes, grid.shape)
+    per_cell = np.bincount(cells, minlength=int(np.prod(grid.shape)))
+    if per_cell.max() > 1:
+        example = dict(zip(keys, np.unravel_index(int(per_cell.argmax()), grid.shape),
+                           strict=True))
+        example = {key: grid.labels[i][example[key]] for i, key in enumerate(keys)}
+        raise AblateError(f"{int((per_cell > 1).sum())} repeated rows, e.g. {example}, under "
+                          f"{_describe(selection)}; narrow the selection (e.g. by site, k, "
+                          "draw or eval_seed) so each seed has one row per item")
+    if per_cell.min() == 0:
+        _raise_missing(per_cell.reshape(grid.shape), grid, keys, selection)
+    return grid
+
+
+def _raise_missing(per_cell: np.ndarray, grid: _Grid, keys: list[str],
+                   selection: dict[str, Any]) -> None:
+    """Name the first group lacking items (or draws) in a user error."""
+    present = per_cell.reshape(-1, per_cell.shape[-1])
+    groups = list(np.ndindex(*per_cell.shape[:-1]))
+    worst = int(np.argmin(present.sum(axis=1)))
+    group = {key: grid.labels[i][groups[worst][i]] for i, key in enumerate(keys[:-1])}
+    missing = int(per_cell.shape[-1] - present[worst].sum())
+    raise AblateError(f"items differ across seeds for {_describe(selection)}: {group} lacks "
+                      f"{missing} of the {per_cell.shape[-1]} items (or draws) the other "
+                      "groups have; re-run the missing jobs or select a complete subset")
+
+
+def _dense(grid: _Grid, values: np.ndarray) -> np.ndarray:
+    """values (n_rows, ...) placed on the grid -> (*grid.shape, ...)."""
+    dense = np.empty(grid.shape + values.shape[1:])
+    dense[grid.codes] = values
+    return dense
 
 
 def pivot_condition(records: pd.DataFrame, value: str = "correct",
@@ -108,13 +144,9 @@ def pivot_condition(records: pd.DataFrame, value: str = "correct",
     """One condition as values (n_seeds, n_items): rows train_seed, columns item_id."""
     rows = select(records, **selection)
     _require(rows, ("train_seed", "item_id", value), selection)
-    _check_unique(rows, ["train_seed", "item_id"], selection)
-    item_ids = _item_ids(rows, ["train_seed"], selection)
-    table = rows.assign(item_id=rows["item_id"].astype(str)).pivot(
-        index="train_seed", columns="item_id", values=value)
-    table = table.sort_index().reindex(columns=list(item_ids))
-    return SeedItemArray(values=_as_float(table, value), seeds=tuple(int(s) for s in table.index),
-                         item_ids=item_ids)
+    grid = _grid(rows, ["train_seed", "item_id"], selection)
+    return SeedItemArray(values=_dense(grid, _as_float(rows[value], value)),
+                         seeds=grid.labels[0], item_ids=grid.labels[1])
 
 
 def pivot_draws(records: pd.DataFrame, value: str = "correct", **selection: Any) -> DrawArray:
@@ -125,21 +157,14 @@ def pivot_draws(records: pd.DataFrame, value: str = "correct", **selection: Any)
     if rows["draw"].isna().any():
         raise AblateError(f"rows under {_describe(selection)} have no draw index; select "
                           "intervention='random_rank_k' (or another drawn control)")
-    _check_unique(rows, ["train_seed", "draw", "item_id"], selection)
-    draw_sets = rows.groupby("train_seed")["draw"].agg(lambda d: tuple(sorted(set(map(int, d)))))
-    if draw_sets.nunique() != 1:
+    draw_sets = {int(seed): tuple(sorted({int(d) for d in draws}))
+                 for seed, draws in rows.groupby("train_seed")["draw"].unique().items()}
+    if len(set(draw_sets.values())) != 1:
         raise AblateError(f"seeds have different draws under {_describe(selection)}: "
-                          f"{draw_sets.to_dict()}; run the same draws for every seed")
-    item_ids = _item_ids(rows, ["train_seed", "draw"], selection)
-    seeds = tuple(int(s) for s in sorted(draw_sets.index))
-    draws = draw_sets.iloc[0]
-    frame = rows.assign(item_id=rows["item_id"].astype(str),
-                        train_seed=rows["train_seed"].astype(int), draw=rows["draw"].astype(int))
-    full = pd.MultiIndex.from_product([seeds, draws, list(item_ids)],
-                                      names=["train_seed", "draw", "item_id"])
-    ordered = frame.set_index(["train_seed", "draw", "item_id"])[value].reindex(full)
-    values = _as_float(ordered, value).reshape(len(seeds), len(draws), len(item_ids))
-    return DrawArray(values=values, seeds=seeds, draws=draws, item_ids=item_ids)
+                          f"{draw_sets}; run the same draws for every seed")
+    grid = _grid(rows, ["train_seed", "draw", "item_id"], selection)
+    return DrawArray(values=_dense(grid, _as_float(rows[value], value)),
+                     seeds=grid.labels[0], draws=grid.labels[1], item_ids=grid.labels[2])
 
 
 def pivot_erank(records: pd.DataFrame, column: str = "erank_per_iter",
@@ -148,20 +173,14 @@ def pivot_erank(records: pd.DataFrame, column: str = "erank_per_iter",
     (M(0) .. M(T)) and must be the same for every row."""
     rows = select(records, **selection)
     _require(rows, ("train_seed", "item_id", column), selection)
-    _check_unique(rows, ["train_seed", "item_id"], selection)
-    item_ids = _item_ids(rows, ["train_seed"], selection)
-    lengths = rows[column].map(lambda v: -1 if v is None else len(v))
-    if lengths.nunique() != 1 or lengths.iloc[0] < 1:
-        raise AblateError(f"'{column}' lists have lengths {sorted(set(lengths))} under "
+    grid = _grid(rows, ["train_seed", "item_id"], selection)
+    lengths = {-1 if v is None else len(v) for v in rows[column]}
+    if len(lengths) != 1 or min(lengths) < 1:
+        raise AblateError(f"'{column}' lists have lengths {sorted(lengths)} under "
                           f"{_describe(selection)}; select one n_iterations (T) at a time")
-    frame = rows.assign(item_id=rows["item_id"].astype(str),
-                        train_seed=rows["train_seed"].astype(int))
-    seeds = tuple(sorted(set(frame["train_seed"])))
-    full = pd.MultiIndex.from_product([seeds, list(item_ids)], names=["train_seed", "item_id"])
-    ordered = frame.set_index(["train_seed", "item_id"])[column].reindex(full)
-    values = np.stack([np.asarray(v, dtype=np.float64) for v in ordered.to_numpy()])
-    return SeedItemArray(values=values.reshape(len(seeds), len(item_ids), -1), seeds=seeds,
-                         item_ids=item_ids)
+    trajectories = np.stack([np.asarray(v, dtype=np.float64) for v in rows[column]])
+    return SeedItemArray(values=_dense(grid, trajectories), seeds=grid.labels[0],
+                         item_ids=grid.labels[1])
 
 
 def item_covariates(records: pd.DataFrame, item_ids: tuple[str, ...],

@@ -118,8 +118,10 @@ def _long_table(stacked: np.ndarray, ks: tuple[int, ...]) -> pd.DataFrame:
 
 
 def _ols_cluster(table: pd.DataFrame, scale: float, level: float) -> ModelFit:
-    fit = smf.ols("y ~ log2k + C(seed)", table).fit(
-        cov_type="cluster", cov_kwds={"groups": table["problem"].to_numpy()}, use_t=True)
+    # A constant outcome (e.g. 0% accuracy everywhere) has zero variance: NaN p, no warning.
+    with np.errstate(invalid="ignore", divide="ignore"):
+        fit = smf.ols("y ~ log2k + C(seed)", table).fit(
+            cov_type="cluster", cov_kwds={"groups": table["problem"].to_numpy()}, use_t=True)
     low, high = fit.conf_int(alpha=1 - level).loc["log2k"]
     return ModelFit(estimate=float(-scale * fit.params["log2k"]),
                     interval=(float(-scale * high), float(-scale * low)),
@@ -129,17 +131,22 @@ def _ols_cluster(table: pd.DataFrame, scale: float, level: float) -> ModelFit:
 
 def _gee_odds_ratio(table: pd.DataFrame, level: float) -> ModelFit:
     method = "GEE Binomial y ~ log2k + C(seed), groups=problem, exchangeable"
+    if table["y"].nunique() < 2:
+        return ModelFit(math.nan, (math.nan, math.nan), math.nan, method,
+                        "outcome is constant: no odds ratio")
     try:
-        with warnings.catch_warnings(record=True) as caught:
+        with warnings.catch_warnings(record=True) as caught, \
+                np.errstate(invalid="ignore", divide="ignore", over="ignore"):
             warnings.simplefilter("always")
             fit = smf.gee("y ~ log2k + C(seed)", groups="problem", data=table,
                           family=sm.families.Binomial(),
                           cov_struct=sm.cov_struct.Exchangeable()).fit()
-        low, high = fit.conf_int(alpha=1 - level).loc["log2k"]
+            low, high = fit.conf_int(alpha=1 - level).loc["log2k"]
+            p = float(fit.pvalues["log2k"])
         note = "; ".join(sorted({str(w.message).splitlines()[0] for w in caught})) or None
         return ModelFit(estimate=float(np.exp(fit.params["log2k"])),
                         interval=(float(np.exp(low)), float(np.exp(high))),
-                        p=float(fit.pvalues["log2k"]), method=method, note=note)
+                        p=p, method=method, note=note)
     except (ValueError, np.linalg.LinAlgError, ZeroDivisionError) as error:
         logger.warning("GEE odds ratio failed: %s", error)
         return ModelFit(math.nan, (math.nan, math.nan), math.nan, method, f"GEE failed: {error}")

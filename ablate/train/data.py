@@ -15,6 +15,7 @@ batch of any step is a pure function of (seed, step): resuming needs only the st
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from dataclasses import dataclass
 
 import numpy as np
@@ -52,6 +53,7 @@ class Corpus:
     text_format: TextFormat | None
     n_train_documents: int
     n_val_documents: int
+    majority_answer: str | None = None  # the most common training answer (a baseline)
 
 
 def document_text(item: Item, text_format: TextFormat) -> str:
@@ -95,7 +97,13 @@ def load_corpus(config: TrainConfig) -> Corpus:
         text_format=text_format,
         n_train_documents=len(train_docs),
         n_val_documents=len(val_docs),
+        majority_answer=_most_common([item.answer for item in train_items]),
     )
+
+
+def _most_common(answers: list[str]) -> str | None:
+    """The most frequent answer; ties go to the one seen first."""
+    return Counter(answers).most_common(1)[0][0] if answers else None
 
 
 def _text_corpus(path: str) -> Corpus:

@@ -73,8 +73,9 @@ class TrainProgress:
 
 @dataclass
 class TrainResult:
-    """A finished run. ``final``: validation at the last step (``validate`` keys) plus
-    ``unigram_bpb``; ``evals``: every validation with its step; ``curve``: training log."""
+    """A finished run. ``final``: validation at the last step (``validate`` keys) plus the
+    baselines ``unigram_bpb`` and ``majority_answer_accuracy``; ``evals``: every
+    validation with its step; ``curve``: the training log."""
 
     out: str
     config: TrainConfig
@@ -248,7 +249,11 @@ def train(
         report(event)
 
     seconds = time.perf_counter() - started
-    final = {**evals[-1], "unigram_bpb": val_data.unigram_bpb}
+    final = {
+        **evals[-1],
+        "unigram_bpb": val_data.unigram_bpb,
+        "majority_answer_accuracy": val_data.majority_answer_accuracy,
+    }
     result = TrainResult(str(out), config, step, final, evals, curve, seconds, resumed_from)
     _write_checkpoint(
         model, tokenizer, out, result, command, corpus_summary(corpus, val_data, windows)

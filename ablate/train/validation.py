@@ -67,17 +67,19 @@ class ValidationSet:
     answers: tuple[AnswerExample, ...]
     n_answers_too_long: int
     unigram_bpb: float
+    majority_answer_accuracy: float | None
 
 
 def answer_examples(
     corpus: Corpus, tokenizer: Tokenizer, max_len: int, vocab_size: int
-) -> tuple[list[AnswerExample], int]:
+) -> tuple[list[AnswerExample], int, float | None]:
     """Teacher-forced examples of the held-out items that fit in ``max_len`` positions,
-    and how many did not fit."""
+    how many did not fit, and the accuracy of always answering the most common training
+    answer on them (what a model that ignores the problem can reach)."""
     if corpus.text_format is None:
-        return [], 0
+        return [], 0, None
     examples: list[AnswerExample] = []
-    too_long = 0
+    too_long = majority_hits = 0
     for item in corpus.val_items:
         example = teacher_forced_example(item, corpus.text_format)
         before = example.target_bytes[: example.answer_span[0]].decode("utf-8")
@@ -88,7 +90,8 @@ def answer_examples(
             too_long += 1
             continue
         examples.append(AnswerExample(item.item_id, ids, len(context)))
-    return examples, too_long
+        majority_hits += item.answer == corpus.majority_answer
+    return examples, too_long, (majority_hits / len(examples) if examples else None)
 
 
 def build_validation_set(
@@ -105,7 +108,7 @@ def build_validation_set(
     stream = encode_text(tokenizer, corpus.val_text, "validation text", vocab)
     inputs, targets = validation_windows(stream, seq_len)
     n_bytes = target_bytes(tokenizer, corpus.val_text, stream)
-    answers, too_long = answer_examples(corpus, tokenizer, max_len, vocab)
+    answers, too_long, majority = answer_examples(corpus, tokenizer, max_len, vocab)
     return ValidationSet(
         inputs=inputs,
         targets=targets,
@@ -113,6 +116,7 @@ def build_validation_set(
         answers=tuple(answers),
         n_answers_too_long=too_long,
         unigram_bpb=unigram_bpb(train_stream, stream[1:], vocab, n_bytes),
+        majority_answer_accuracy=majority,
     )
 
 

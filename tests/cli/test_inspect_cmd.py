@@ -65,8 +65,7 @@ def test_bad_input_exits_2_with_one_error_line(tmp_path, capsys, case):
     assert "Traceback" not in captured.err + captured.out
 
 
-@pytest.mark.xfail(strict=True, reason="ablate.cli.main catches click's ClickException, but "
-                   "typer 0.29 raises its vendored typer._click exceptions (lead to fix)")
+
 def test_unknown_attention_value_is_a_usage_error(tmp_path, capsys):
     assert main(["inspect", str(tiny_research(tmp_path)), "--attention", "3d"]) == 2
     assert "frobenius" in capsys.readouterr().err

@@ -26,9 +26,11 @@ FLOATS = ["answer_loglik", "solution_nats", "bits_per_byte", "erank_head_input"]
 LISTS = ["erank_per_iter", "erank_answer_per_iter"]
 
 
-def both_ways(items, tokenizer, mode: str, **options) -> tuple[pd.DataFrame, pd.DataFrame]:
+def both_ways(
+    items, tokenizer, mode: str, spec: list[dict] = SPEC, **options
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     model = tiny_model(max_len=200)
-    conditions = expand_conditions(SPEC, d=4, n_layers=2)
+    conditions = expand_conditions(spec, d=4, n_layers=2)
     shared, separate = split_conditions(conditions)
     assert len(separate) == 1 and len(shared) == len(conditions) - 1
     settings = dict(task="synthetic", mode=mode, n_iterations=2, eval_seed=1, batch_size=3)
@@ -59,6 +61,9 @@ def test_teacher_forced_shared_pass_equals_hooked_passes(items, tokenizer):
 
 
 def test_generative_shared_prefill_equals_hooked_decoding(items, tokenizer):
-    fast, hooked = both_ways(items[:2], tokenizer, "generative", max_new_tokens=4)
+    # One condition of each kind: svd, random, pre_norm, composed, and a hooked one.
+    spec = [{"name": "svd_rank_k", "k": 1}, {"name": "random_rank_k", "k": 2},
+            *SPEC[-3:]]
+    fast, hooked = both_ways(items[:2], tokenizer, "generative", spec, max_new_tokens=4)
     assert_same_records(fast, hooked)
     assert (fast.prediction.str.len() > 0).all()

@@ -117,3 +117,13 @@ def test_vector_baseline_has_spec_parameter_count():
     small = VectorThinker(d_model=8, n_layers=1, n_heads=2, max_len=16, vocab_size=11).eval()
     logits, info = small(torch.zeros(1, 5, dtype=torch.long), n_iterations=2)
     assert logits.shape == (1, 5, 11) and info["model_type"] == "vector"
+
+
+def test_forked_cache_branches_without_touching_the_original(model, ids):
+    # Invariant: decoding different continuations from a fork leaves the parent usable.
+    cache = DecodeCache()
+    model(ids[:, :6], cache=cache)
+    branch = cache.fork()
+    a = model(ids[:, 6:7], cache=branch).logits
+    b = model(ids[:, 6:7], cache=cache).logits
+    assert torch.equal(a, b) and cache.length == branch.length == 7

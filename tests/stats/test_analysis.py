@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -110,3 +111,32 @@ def test_tables_are_tidy_and_cover_every_claim(analysis: dict) -> None:
 def test_records_without_the_schema_are_user_errors() -> None:
     with pytest.raises(AblateError, match="lack column"):
         analyze_records(pd.DataFrame({"task": ["gsm8k"]}), rng=np.random.default_rng(0))
+
+
+def test_constant_accuracy_is_described_without_errors_or_warnings() -> None:
+    # A tiny model at 0% everywhere: zero variance is reported, not crashed on.
+    records = make_records(n_items=15, n_draws=2, ks=(1, 2, 4))
+    records["correct"] = 0.0
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        analysis = analyze_records(records, rng=np.random.default_rng(3), n_boot=N_BOOT)
+    entry = next(e for e in analysis["q1"] if e["outcome"] == "correct")
+    slope = entry["claims"][0]
+    assert slope["estimate"] == 0.0 and slope["e3"] == [None, None]
+    assert slope["verdict"] == "not_significant"
+    assert any("zero variance" in note for note in slope["notes"])
+    assert entry["odds_ratio_per_doubling"]["note"] == "outcome is constant: no odds ratio"
+
+
+def test_several_sites_get_an_exploratory_bh_scan() -> None:
+    records = make_records(n_items=15, n_draws=2, ks=(1, 2, 4))
+    ablated = records[records["intervention"] != "none"].copy()
+    ablated["site"] = "iter.2"
+    records = pd.concat([records, ablated], ignore_index=True)
+    analysis = analyze_records(records, rng=np.random.default_rng(4), n_boot=N_BOOT)
+    (scan,) = analysis["scans"]
+    assert scan["sites"] == ["head_input", "iter.2"] and scan["label"] == "exploratory"
+    p = np.array(scan["p_e3"], dtype=float)
+    expected = np.minimum(1, np.minimum.accumulate((p[np.argsort(p)] * 2 / [1, 2])[::-1])[::-1])
+    assert sorted(scan["p_bh"]) == pytest.approx(sorted(expected.tolist()))
+    assert len(tables_from_analysis(analysis)["scans"]) == 2

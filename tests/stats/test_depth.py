@@ -7,7 +7,8 @@ import pytest
 from scipy import stats
 
 from ablate.errors import AblateError
-from ablate.stats.depth import depth_agreement, depth_association
+from ablate.stats.depth import depth_agreement, depth_association, weighted_kendall_tau_b
+from ablate.stats.intervals import bootstrap_indices, counts_from_indices
 
 
 def _data(rng: np.random.Generator, n_seeds: int = 3, n_items: int = 120):
@@ -80,3 +81,14 @@ def test_depth_agreement_on_items_where_both_are_known() -> None:
     assert agreement["share_equal"] == pytest.approx(0.75)
     assert agreement["kendall_tau_b"] == pytest.approx(
         stats.kendalltau([1, 2, 3, 4], [1, 2, 4, 4], variant="b").statistic)
+
+
+def test_vectorised_bootstrap_kendall_equals_scipy_on_resampled_rows() -> None:
+    # Duplicated items tie in both variables, exactly as scipy sees the resampled rows.
+    rng = np.random.default_rng(5)
+    x = rng.integers(0, 6, 50).astype(float)
+    y = rng.normal(size=50) + 0.3 * x
+    indices = bootstrap_indices(50, 100, rng)
+    fast = weighted_kendall_tau_b(x, y, counts_from_indices(indices, 50))
+    slow = np.array([stats.kendalltau(x[row], y[row], variant="b").statistic for row in indices])
+    assert np.allclose(fast, slow, rtol=0, atol=1e-12)

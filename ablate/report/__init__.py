@@ -1,0 +1,35 @@
+"""Reports of a run: statistics in words with their intervals, tables and figures, written
+as Markdown, a self-contained HTML page, JSON and CSV. The only package that writes report
+files; ``ablate stats`` and ``ablate report`` are its command-line front ends.
+
+    >>> run = analyze_run("runs/quickstart")  # doctest: +SKIP
+    >>> write_report(run, Path("reports/quickstart"))  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from ablate.report.run import (
+    AnalysisSettings,
+    RunAnalysis,
+    analysis_json,
+    analysis_settings,
+    analyze_run,
+    load_records,
+)
+from ablate.report.views import TableView, table_views
+from ablate.report.writer import DEFAULT_VALIDATION, ReportResult, read_validation, write_report
+
+__all__ = [
+    "DEFAULT_VALIDATION",
+    "AnalysisSettings",
+    "ReportResult",
+    "RunAnalysis",
+    "TableView",
+    "analysis_json",
+    "analysis_settings",
+    "analyze_run",
+    "load_records",
+    "read_validation",
+    "table_views",
+    "write_report",
+]

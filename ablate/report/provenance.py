@@ -1,0 +1,133 @@
+"""The report's account of what was run (config hash, checkpoints, seeds, items, versions,
+git state, statistics settings) and of what is missing, from the manifest and records.
+
+    >>> blocks = provenance_blocks(run)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from ablate.report.document import Block, Bullets, Heading, Note, Paragraph, Table
+from ablate.report.run import RunAnalysis
+from ablate.report.views import TableView
+
+MAX_LISTED_JOBS = 25
+RECOMMENDED_SEEDS = 5
+
+
+def _intervention_text(spec: Mapping[str, Any]) -> str:
+    rest = ", ".join(f"{key}={value}" for key, value in spec.items() if key != "name")
+    return f"`{spec.get('name')}`" + (f" ({rest})" if rest else "")
+
+
+def _task_text(task: Mapping[str, Any]) -> str:
+    text = f"`{task.get('name')}` {task.get('split', '')} split, {task.get('mode', '')}"
+    if task.get("few_shot"):
+        text += f", {task['few_shot']}-shot"
+    if task.get("limit"):
+        text += f", first {task['limit']} items"
+    return text
+
+
+def group_sizes(run: RunAnalysis) -> TableView:
+    """Per group: seeds, items, conditions and records actually analysed."""
+    records = run.records
+    keys = ["config_label", "task", "mode", "n_iterations"]
+    rows = []
+    for key, rows_of in records.groupby(keys, sort=True):
+        label, task, mode, t = key
+        seeds = sorted(int(s) for s in rows_of["train_seed"].unique())
+        rows.append((str(label), f"{task} {mode}", str(t), ", ".join(map(str, seeds)),
+                     str(rows_of["item_id"].nunique()), str(rows_of["condition"].nunique()),
+                     f"{len(rows_of):,}"))
+    return TableView("groups", "Groups analysed (head x task x mode x T)",
+                     ("head", "task / mode", "T", "train seeds", "items", "conditions",
+                      "records"), tuple(rows))
+
+
+def one_seed_groups(run: RunAnalysis) -> list[str]:
+    counts = run.records.groupby(["config_label", "task", "mode", "n_iterations"],
+                                 sort=True)["train_seed"].nunique()
+    return [f"{label} ({task} {mode} T={t})" for (label, task, mode, t), n in counts.items()
+            if n < 2]
+
+
+def status_notes(run: RunAnalysis) -> list[Block]:
+    """Warnings that change how everything below reads: an incomplete run, one seed, a
+    chosen eval seed, and the analysis's own run-wide notes."""
+    blocks: list[Block] = []
+    if run.missing_jobs:
+        experiment = run.manifest.get("experiment_file") or "<experiment.toml>"
+        blocks.append(Note(
+            f"Incomplete run: {len(run.missing_jobs)} of {run.n_jobs} jobs have no records "
+            "yet. Everything below describes the finished jobs only; seeds or conditions of "
+            "the missing jobs are absent from every estimate. Finish the run with "
+            f"`ablate run {experiment} --out {run.run_dir}` and regenerate this report. "
+            "Missing jobs are listed under \"What was run\".", "warning"))
+    single = one_seed_groups(run)
+    if single:
+        blocks.append(Note(
+            f"One training seed for {', '.join(single)}: these results describe these "
+            "checkpoints only (E1). Nothing is inferred about a new training run, because "
+            "one seed gives no estimate of the seed-to-seed spread, so the E3 interval is "
+            f"undefined. Train at least {RECOMMENDED_SEEDS} seeds for across-seed claims.",
+            "warning"))
+    if run.eval_seed is not None:
+        blocks.append(Note(f"The run has several eval seeds; this report analyses eval seed "
+                           f"{run.eval_seed} only (--eval-seed)."))
+    for note in run.analysis.get("notes", []):
+        blocks.append(Note(f"From the analysis: {note}."))
+    return blocks
+
+
+def provenance_blocks(run: RunAnalysis) -> list[Block]:
+    """The "What was run" section."""
+    manifest = run.manifest
+    config = manifest.get("config") or {}
+    git = manifest.get("git") or {}
+    commit = git.get("commit")
+    git_text = (f"`{commit}`" + (" (working tree had uncommitted changes)"
+                                 if git.get("dirty") else " (clean)")) if commit else \
+        "unknown (not run from a git checkout)"
+    libraries = ", ".join(f"{name} {version}" for name, version in
+                          (manifest.get("libraries") or {}).items() if version)
+    settings = run.settings
+    alpha = run.analysis.get("settings", {}).get("alpha")
+    margin = ("none" if settings.tost_margin_pp is None
+              else f"{settings.tost_margin_pp:g} pp of accuracy")
+    facts = [
+        f"Experiment `{run.name}`" + (f": {config['description']}"
+                                      if config.get("description") else ""),
+        f"Run directory `{run.run_dir}`, created {manifest.get('created', 'unknown')}, "
+        f"{len(manifest.get('sessions', []))} session(s); experiment file "
+        f"`{manifest.get('experiment_file') or 'unknown'}`",
+        f"Config hash `{manifest.get('config_hash', 'unknown')}`",
+        f"ablate {manifest.get('ablate_version', 'unknown')}, git commit {git_text}",
+        f"Python {manifest.get('python', 'unknown')} on {manifest.get('platform', 'unknown')}"
+        + (f"; {libraries}" if libraries else ""),
+        f"Jobs: {run.n_jobs - len(run.missing_jobs)} of {run.n_jobs} finished",
+        "Tasks: " + ("; ".join(_task_text(t) for t in config.get("tasks", [])) or "unknown"),
+        "Interventions: " + ("; ".join(_intervention_text(i)
+                                       for i in config.get("interventions", [])) or "none"),
+        f"Iterations T: {config.get('iterations', 'unknown')}; eval seeds: "
+        f"{config.get('eval_seeds', 'unknown')}",
+        f"Statistics: {settings.level:.0%} intervals, {settings.n_boot} bootstrap replicates, "
+        f"alpha {alpha}, equivalence margin {margin}, generator seed {settings.seed} "
+        f"(from {settings.source})",
+    ]
+    blocks: list[Block] = [Heading(2, "What was run"), Bullets(tuple(facts))]
+    checkpoints = [(str(c.get("label")), str(c.get("train_seed", "")), f"{c.get('path')}")
+                   for c in config.get("checkpoints", [])]
+    if checkpoints:
+        blocks.append(Table(TableView("checkpoints", "Checkpoints (from the resolved config)",
+                                      ("head", "train seed", "path"), tuple(checkpoints))))
+    blocks.append(Table(group_sizes(run)))
+    if run.missing_jobs:
+        shown = [f"`{job}`" for job in run.missing_jobs[:MAX_LISTED_JOBS]]
+        if len(run.missing_jobs) > MAX_LISTED_JOBS:
+            shown.append(f"... and {len(run.missing_jobs) - MAX_LISTED_JOBS} more: the jobs "
+                         "of manifest.json without a file in records/")
+        blocks += [Paragraph(f"Missing jobs ({len(run.missing_jobs)}):"), Bullets(tuple(shown))]
+    return blocks
