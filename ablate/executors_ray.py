@@ -35,9 +35,10 @@ from ablate.executors import DoneFn, JobFn
 logger = logging.getLogger(__name__)
 
 INSTALL_HINT = "pip install 'ablate[ray]'"
-# Tasks queued per job slot of the cluster: a second task waiting on each slot hides the
-# driver's round trip between one job's end and the next one's start, while keeping the
-# jobs already started small when an error stops the run.
+# Tasks submitted per job slot of the cluster: a second task waiting on each slot hides
+# the driver's round trip between one job's end and the next one's start. After a job
+# error nothing more is submitted, but what was submitted still runs (and is saved), so
+# the window is kept small.
 QUEUED_PER_SLOT = 2
 CONNECT_TIMEOUT_S = 10.0
 _NO_MORE_JOBS = object()
@@ -238,10 +239,14 @@ def _check_reachable(address: str) -> None:
 
 def _unreachable(address: str | None, err: Exception) -> AblateError:
     reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    # Ray enables token authentication for clusters started by `ray start`, but a client
+    # that names the address explicitly only sends the token when told to.
+    token = ("; if the cluster uses token authentication, export RAY_AUTH_MODE=token"
+             if address not in (None, "auto") else "")
     return AblateError(
         f"cannot reach a Ray cluster at --address {address} ({reason}); start one with "
         "`ray start --head`, pass the head's address, or drop --address to run on a "
-        "local Ray instance"
+        f"local Ray instance{token}"
     )
 
 

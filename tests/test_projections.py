@@ -196,7 +196,7 @@ def test_gradients_through_one_basis_match_float64_svd_also_split_over_threads(d
                                                                                monkeypatch):
     from ablate import rank
 
-    monkeypatch.setattr(rank, "MIN_MATRICES_PER_THREAD", 1)
+    monkeypatch.setattr(rank, "MATRICES_PER_CALL", 1)
     saved = torch.get_num_threads()
     torch.set_num_threads(2)  # two worker threads, each with a share of the batch
     try:

@@ -99,14 +99,14 @@ def test_threaded_batch_split_equals_one_call_and_restores_the_thread_count(monk
     # thread count must come back after the single-threaded LAPACK section, also nested.
     A = torch.from_numpy(np.random.default_rng(3).standard_normal((10, 4, 4)))
     G = A.mT @ A
-    monkeypatch.setattr(rank, "MIN_MATRICES_PER_THREAD", 1)
+    monkeypatch.setattr(rank, "MATRICES_PER_CALL", 1)
     saved = torch.get_num_threads()
     torch.set_num_threads(3)
     try:
         with rank._one_thread_per_lapack_call() as available:
             assert available == 3 and torch.get_num_threads() == 1
             whole, values = torch.linalg.eigh(G), torch.linalg.eigvalsh(G)
-            nested = rank._map_over_batch(torch.linalg.eigvalsh, G)  # runs unsplit here
+            nested = rank._map_over_batch(torch.linalg.eigvalsh, G)  # shares the setting
         assert torch.get_num_threads() == 3
         split = rank._map_over_batch(torch.linalg.eigh, G)  # three threads
         assert torch.get_num_threads() == 3

@@ -239,7 +239,7 @@ def study_command(
     summary = summarize(read_records(run_dir))
     table = Table(title="accuracy and latent effective rank per condition")
     for column in summary.columns:
-        table.add_column(str(column))
+        table.add_column(str(column), overflow="fold")
     for row in summary.itertuples(index=False):
         table.add_row(*[f"{v:.4f}" if isinstance(v, float) else str(v) for v in row])
     console.print(table)

@@ -22,6 +22,7 @@ from ablate.report import (
     RunAnalysis,
     analysis_json,
     analyze_run,
+    read_validation,
     table_views,
     write_report,
 )
@@ -49,10 +50,9 @@ def _header(console: Console, run: RunAnalysis) -> None:
     console.print(f"{run.name}: {run.run_dir} (config hash "
                   f"{str(run.manifest.get('config_hash'))[:12]}), {done} of {run.n_jobs} jobs, "
                   f"{len(run.records):,} records")
+    margin = "none" if settings.tost_margin_pp is None else f"{settings.tost_margin_pp:g} pp"
     console.print(f"settings: {settings.level:.0%} intervals, n_boot {settings.n_boot}, "
-                  f"seed {settings.seed}, equivalence margin "
-                  f"{'none' if settings.tost_margin_pp is None else f'{settings.tost_margin_pp:g} pp'}"
-                  f" ({settings.source})")
+                  f"seed {settings.seed}, equivalence margin {margin} ({settings.source})")
     if run.missing_jobs:
         console.print(f"incomplete: {len(run.missing_jobs)} job(s) missing, e.g. "
                       f"{run.missing_jobs[0]}; the tables cover finished jobs only")
@@ -99,11 +99,12 @@ def report(
     eval_seed: EvalSeedOpt = None,
 ) -> None:
     """Write report.md, a self-contained report.html, figures, analysis.json and CSVs."""
+    if validation is None and DEFAULT_VALIDATION.is_file():
+        validation = DEFAULT_VALIDATION
+    read_validation(validation)  # a bad table fails now, not after the analysis
     console = Console(stderr=True)
     with console.status(f"analysing {run_dir}"):
         run = analyze_run(run_dir, seed=seed, n_boot=n_boot, eval_seed=eval_seed)
-    if validation is None and DEFAULT_VALIDATION.is_file():
-        validation = DEFAULT_VALIDATION
     out_dir = out if out is not None else Path("reports") / run.name
     with console.status(f"writing {out_dir}"):
         result = write_report(run, out_dir, validation=validation)

@@ -75,13 +75,13 @@ def run(
         "--executor", help=f"Where jobs run: {', '.join(sorted(EXECUTORS))}.")] = "local",
     limit: LimitOpt = None,
     address: Annotated[str | None, typer.Option(
-        "--address", help="Ray cluster to join ('auto', 'ray://head:10001') [default: a "
-                          "local Ray instance]; --executor ray only.")] = None,
+        "--address", help="Ray cluster to join: 'auto', 'HOST:6379' or 'ray://HOST:10001' "
+                          "(default: a local Ray instance); --executor ray only.")] = None,
     cpus_per_job: Annotated[float | None, typer.Option(
-        "--cpus-per-job", help="CPUs (and torch threads) per job [default: 1]; "
+        "--cpus-per-job", help="CPUs (and torch threads) per job (default: 1); "
                                "--executor ray only.")] = None,
     gpus_per_job: Annotated[float | None, typer.Option(
-        "--gpus-per-job", help="GPUs per job, fractions allowed [default: 0]; "
+        "--gpus-per-job", help="GPUs per job, fractions allowed (default: 0); "
                                "--executor ray only.")] = None,
 ) -> None:
     """Run an experiment's grid into a run directory (resumes an interrupted run)."""

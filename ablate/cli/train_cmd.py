@@ -116,6 +116,9 @@ def run_seed(
                 bar.console.print(f"resuming {config.out} from step {event.resumed_from}")
             text = _describe(event)
             bar.update(task, completed=event.step, **({"metrics": text} if text else {}))
+            if text and not console.is_terminal:
+                # No live bar in a log file: one line per logged step instead.
+                bar.console.print(f"seed {config.seed} step {event.step}/{event.steps}  {text}")
             if event.event == "eval" and event.validation is not None:
                 bar.console.print(_validation_line(event.step, event.validation))
 
@@ -266,6 +269,6 @@ def register(app: typer.Typer) -> None:
         if threads:
             torch.set_num_threads(threads)
         command = command_line(ctx)
-        console = Console()
+        console = Console(soft_wrap=True)  # log lines stay whole in files
         results = [run_seed(config, resume, console, command) for config in configs]
         console.print(_summary(results))

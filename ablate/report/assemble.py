@@ -55,8 +55,10 @@ def _reading_guide(run: RunAnalysis) -> list[Block]:
         f"**E3** intervals and p-values answer the headline question {E3_WORDS}: would a "
         "new training run show it? E3 adds the seed-to-seed spread (two-way variance, "
         "Satterthwaite degrees of freedom) and needs at least two seeds.",
-        f"All intervals are {level}; p-values are two-sided unless called one-sided, and "
-        f"Holm-adjusted within each pre-registered family (alpha = {alpha}).",
+        f"All intervals are {level} and not adjusted for multiplicity; p-values are "
+        "two-sided unless called one-sided. Verdicts use p-values Holm-adjusted within each "
+        f"pre-registered family (alpha = {alpha}), so an interval can exclude zero while the "
+        "verdict is 'not significant'.",
         "Verdicts: 'significant across seeds' needs the Holm-adjusted E3 p below alpha; "
         "'for these checkpoints only' means E1 but not E3; 'not significant' means neither, "
         "which does not show the absence of an effect.",

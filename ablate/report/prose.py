@@ -318,7 +318,7 @@ def summary_items(analysis: Mapping[str, Any]) -> list[str]:
     def interval_words(claim: Mapping[str, Any]) -> str:
         if _valid(claim.get("e3")):
             return f"E3 {pair(claim['e3'])}"
-        return f"E1 {pair(claim.get('e1'))}; no E3"
+        return f"E1 {pair(claim.get('e1'))}; E3 not computed"
 
     items = []
     for entry in analysis.get("q1", []):
@@ -343,10 +343,11 @@ def summary_items(analysis: Mapping[str, Any]) -> list[str]:
                      f"({interval_words(claim)}): {verdict_text(claim['verdict'])}.")
     for entry in analysis.get("q3_heads", []):
         flip = entry.get("direction_flip") or {}
-        state = {True: "flips", False: "is not shown to flip"}.get(flip.get("flips"),
-                                                                     "is not tested")
-        items.append(f"Q3 heads, {entry['head_a']} vs {entry['head_b']}: the direction "
-                     f"{state} with the head (p = {p_value(flip.get('p'))}).")
+        state = {True: f"the direction flips with the head (p = {p_value(flip.get('p'))})",
+                 False: f"a flip of direction with the head is not shown (p = "
+                        f"{p_value(flip.get('p'))})"}.get(
+            flip.get("flips"), "the direction flip is not tested (each head needs >= 2 seeds)")
+        items.append(f"Q3 heads, {entry['head_a']} vs {entry['head_b']}: {state}.")
     for entry in analysis.get("q4", []):
         claim = next((c for c in entry["claims"] if c["role"] == "primary"), None)
         if claim:

@@ -83,7 +83,8 @@ class TrainResult:
     final: dict
     evals: list[dict] = field(default_factory=list)
     curve: list[dict] = field(default_factory=list)
-    seconds: float = 0.0
+    seconds: float = 0.0  # wall-clock time of training and validation
+    cpu_seconds: float = 0.0  # CPU time of this process (all threads) for the same
     resumed_from: int = 0
     already_done: bool = False
 
@@ -181,7 +182,7 @@ def train(
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: lr_multiplier(s, config.warmup, config.steps)
     )
-    step, curve, evals, losses, elapsed = 0, [], [], [], 0.0
+    step, curve, evals, losses, elapsed = 0, [], [], [], (0.0, 0.0)
     if resume and state_path.exists():
         step, curve, evals, losses, elapsed = _load_state(
             state_path, config, model, optimizer, scheduler, device
@@ -190,7 +191,8 @@ def train(
     resumed_from = step
     report(TrainProgress("start", step, config.steps, resumed_from=resumed_from))
 
-    started = time.perf_counter() - elapsed
+    started = time.perf_counter() - elapsed[0]
+    cpu_started = time.process_time() - elapsed[1]
     while step < config.steps:
         x, y = windows.batch(batch_indices(len(windows), config.batch_size, step, config.seed))
         x, y = x.to(device), y.to(device)
@@ -243,18 +245,21 @@ def train(
                 curve,
                 evals,
                 losses,
-                time.perf_counter() - started,
+                (time.perf_counter() - started, time.process_time() - cpu_started),
                 device,
             )
         report(event)
 
     seconds = time.perf_counter() - started
+    cpu_seconds = time.process_time() - cpu_started
     final = {
         **evals[-1],
         "unigram_bpb": val_data.unigram_bpb,
         "majority_answer_accuracy": val_data.majority_answer_accuracy,
     }
-    result = TrainResult(str(out), config, step, final, evals, curve, seconds, resumed_from)
+    result = TrainResult(
+        str(out), config, step, final, evals, curve, seconds, cpu_seconds, resumed_from
+    )
     _write_checkpoint(
         model, tokenizer, out, result, command, corpus_summary(corpus, val_data, windows)
     )
@@ -286,7 +291,7 @@ def _save_state(
     curve: list[dict],
     evals: list[dict],
     losses: list[float],
-    elapsed: float,
+    elapsed: tuple[float, float],
     device: torch.device,
 ) -> None:
     state = {
@@ -301,7 +306,7 @@ def _save_state(
         "curve": curve,
         "evals": evals,
         "losses": losses,  # step losses since the last curve entry
-        "elapsed": elapsed,
+        "elapsed": list(elapsed),  # wall and CPU seconds so far
     }
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(path.name + ".partial")
@@ -316,7 +321,7 @@ def _load_state(
     optimizer: torch.optim.Optimizer,
     scheduler: torch.optim.lr_scheduler.LRScheduler,
     device: torch.device,
-) -> tuple[int, list[dict], list[dict], list[float], float]:
+) -> tuple[int, list[dict], list[dict], list[float], tuple[float, float]]:
     try:
         state = torch.load(path, map_location=device, weights_only=True)
     except Exception as err:  # any unreadable file: say which and how to recover
@@ -347,7 +352,7 @@ def _load_state(
         list(state["curve"]),
         list(state["evals"]),
         list(state["losses"]),
-        float(state["elapsed"]),
+        (float(state["elapsed"][0]), float(state["elapsed"][1])),
     )
 
 
@@ -400,6 +405,7 @@ def _write_checkpoint(
             "config": config.to_dict(),
             "data": data,
             "seconds": result.seconds,
+            "cpu_seconds": result.cpu_seconds,
             "resumed_from": result.resumed_from,
             "evals": result.evals,
             "training_curve": result.curve,
@@ -443,6 +449,7 @@ def _finished_run(config: TrainConfig, out: Path, state_path: Path) -> TrainResu
         training["evals"],
         training["training_curve"],
         float(training["seconds"]),
+        float(training["cpu_seconds"]),
         int(training["resumed_from"]),
         already_done=True,
     )

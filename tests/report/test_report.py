@@ -1,6 +1,6 @@
-"""write_report: the files it writes, their determinism, a self-contained HTML page, prose
-whose numbers and verdict words come from the analysis, and the incomplete / one-seed
-messages."""
+"""write_report: the files it writes, their determinism, a self-contained HTML page, and
+prose whose numbers and verdict words come from the analysis. The incomplete / one-seed
+messages are checked end to end in tests/cli/test_report_cmd.py."""
 
 from __future__ import annotations
 
@@ -13,11 +13,10 @@ import pandas as pd
 import pytest
 
 from ablate.errors import AblateError
-from ablate.report import analysis_json, analyze_run, write_report
+from ablate.report import analysis_json, write_report
 from ablate.report.prose import E1_WORDS, E3_WORDS
 from ablate.report.views import number, pair
 from ablate.stats import tables_from_analysis
-from tests.report.conftest import job_id, write_run
 
 
 def read(report, name: str) -> str:
@@ -39,6 +38,7 @@ def test_report_writes_markdown_html_json_every_table_and_every_figure(report, r
     assert set(report.files) == {str(p.relative_to(out)) for p in out.rglob("*") if p.is_file()}
 
 
+@pytest.mark.slow
 def test_a_second_report_of_the_same_analysis_is_byte_identical(report, run, validation_csv,
                                                                  tmp_path):
     again = write_report(run, tmp_path / "again", validation=validation_csv)
@@ -113,25 +113,6 @@ def test_report_states_what_was_run(report, run):
     assert "5 pp of accuracy" in markdown  # tost_margin 0.05 in the config is 5 pp
     assert "Jobs: 6 of 6 finished" in markdown
     assert "minimum detectable effect" in markdown.lower() and "5 or more" in markdown
-
-
-def test_incomplete_one_seed_run_lists_missing_jobs_and_describes_without_inference(tmp_path):
-    run_dir = write_run(tmp_path / "partial", heads=("multiprobe",), seeds=(0, 1), skip_jobs=1,
-                        n_items=10, ks=(1, 2), n_draws=2)
-    run = analyze_run(run_dir)
-    result = write_report(run, tmp_path / "report")
-    markdown = (result.out_dir / "report.md").read_text()
-    assert "Incomplete run: 1 of 2 jobs have no records yet" in markdown
-    assert f"`{job_id('multiprobe', 1, 3)}`" in markdown
-    assert "One training seed for multiprobe" in markdown and "Nothing is inferred" in markdown
-    # With one seed no E3 interval exists, and no verdict claims anything across seeds.
-    claims = [c for f in ("q1", "q2", "q3", "q4") for e in run.analysis[f] for c in e["claims"]]
-    assert claims and all(c["e3"] == [None, None] for c in claims)
-    assert "Verdict: **significant across seeds" not in markdown
-    # Without a validation table the appendix says how to make one.
-    assert "python bench/stats_validation.py" in markdown
-    assert not list((result.out_dir / "figures").glob("fig10*"))
-    assert [m.number for m in result.missing] == [10]
 
 
 def test_a_non_empty_directory_that_is_not_a_report_is_refused(run, tmp_path):
