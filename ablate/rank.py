@@ -21,23 +21,26 @@ keep full float64 precision through LAPACK's SVD. The accuracy criterion used ev
 reference the float64 SVD of the input cast to float64.
 
 Measured on the project machine (2 shared CPU cores, MKL, torch 2.13): CPU ms for 2048
-float32 32x32 matrices, one torch thread, median of 7 (the cores were shared with other
-jobs, load ~8, so CPU time was the stable measure; bench/spectra.py reruns the comparisons):
+float32 32x32 matrices, one torch thread, medians over several runs (the cores were shared
+with other jobs, load 7-9, so CPU time was the stable measure; bench/spectra.py reruns the
+wall-clock comparisons):
 
-    svdvals float32 85 (5e-7 * s_1 off) | svdvals float64 114 | float64 Gram + eigvalsh 82
-    (of which cast + bmm 15-30) | float32 Gram + eigvalsh 48 (3e-4 * s_1 off: rejected) |
-    numpy svd 113 | full svd float32 242, float64 353 | float64 Gram eigh + X V 207-225 |
-    research float32 eigh of X X^T 126.
+    svdvals float32 85-94 (5e-7 * s_1 off) | svdvals float64 114 | float64 Gram + eigvalsh
+    in pieces of 256 matrices 83-101 (whole batch at once 82-114; cast + bmm 15-30 of it) |
+    float32 Gram + eigvalsh 48 (3e-4 * s_1 off: rejected) | numpy svd 113 | full svd
+    float32 242-333, float64 353 | float64 Gram eigh + X V 207-369 | research float32 eigh
+    of X X^T 126.
 
 So per matrix no exact route is much cheaper than float32 svdvals; the Gram route costs the
 same at float64 accuracy (1.4x cheaper than float64 svdvals). The wall-clock gains come from
 (1) running LAPACK single-threaded and splitting the batch over `torch.get_num_threads()`
-Python threads instead (torch releases the GIL inside LAPACK): ~1.6x on 2 free cores, and on
-loaded cores it avoids MKL's stalled thread teams (2048 matrices: batched eigh with vectors
-18.6 s -> 0.67 s, svd 41 s -> 1.4 s); (2) one spectrum for every metric (`spectral_summary`);
-(3) one decomposition for every k (`ablate.projections`). A batched one-sided Jacobi in
-torch ops was ruled out: one sweep (31 rounds of 16 rotations over the whole batch) took
-1.3 s CPU for the 2048 matrices, and convergence needs 6-10 sweeps.
+Python threads instead (torch releases the GIL inside LAPACK): up to 1.6x (best of repeats)
+with 2 free cores, and on loaded cores it avoids MKL's stalled thread teams (2048 matrices:
+batched eigh with vectors 18.6 s -> 0.67 s, svd 41 s -> 1.4 s); (2) one spectrum for every
+metric (`spectral_summary`); (3) one decomposition for every k (`ablate.projections`).
+A batched one-sided Jacobi in torch ops was ruled out: one sweep (31 rounds of 16
+rotations over the whole batch) took 1.3 s CPU for the 2048 matrices, and convergence
+needs 6-10 sweeps.
 
 Definitions are in each function's docstring; `research_measure_ranks` reproduces the
 research forward pass's measurement (spec section 6.1) for comparisons with logged numbers.

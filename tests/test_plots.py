@@ -9,6 +9,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import pytest
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.colors import to_hex
 from matplotlib.figure import Figure
 
@@ -79,35 +80,28 @@ def test_every_plot_returns_fig_and_axes_and_saves_nothing(analysis, records, tm
     monkeypatch.setattr(Figure, "savefig", lambda self, *a, **k: saved.append(a))
     before = dict(matplotlib.rcParams)
     results = all_figures(analysis, records, validation)
-    try:
-        assert len(results) == 9
-        for fig, axes in results:
-            assert isinstance(fig, Figure)
-            assert axes.ndim == 2 and all(ax.figure is fig for ax in axes.flat)
-        assert saved == [] and sorted(p.name for p in tmp_path.iterdir()) == ["validation.csv"]
-        # Styles apply per figure; global settings are left as they were.
-        assert dict(matplotlib.rcParams) == before
-        assert matplotlib.get_backend().lower() == "agg"
-    finally:
-        for fig, _ in results:
-            plt.close(fig)
+    assert len(results) == 9
+    for fig, axes in results:
+        assert isinstance(fig, Figure)
+        assert axes.ndim == 2 and all(ax.figure is fig for ax in axes.flat)
+    assert saved == [] and sorted(p.name for p in tmp_path.iterdir()) == ["validation.csv"]
+    # Styles apply per figure; global settings and pyplot's figure list are left alone.
+    assert dict(matplotlib.rcParams) == before and plt.get_fignums() == []
+    assert all(isinstance(fig.canvas, FigureCanvasAgg) for fig, _ in results)
 
 
 def test_level_panel_has_one_thin_line_per_seed_and_the_mean(analysis):
     entry = next(e for e in analysis["levels"] if e["outcome"] == "correct")
     fig, axes = plot_levels([[LevelPanel(entry, {1: (10.0, 20.0)})]])
-    try:
-        lines = axes[0, 0].get_lines()
-        seed_lines = [line for line in lines if to_hex(line.get_color()) == SEED]
-        svd = sorted((r for r in entry["rows"] if r["condition"] == "svd_rank_k"),
-                     key=lambda r: r["k"])
-        assert len(seed_lines) == len(svd[0]["per_seed"]) == 3
-        # The bold SVD line runs through the analysis means at log2 k.
-        mean = next(line for line in lines if line.get_linewidth() == 2.2)
-        assert np.allclose(mean.get_xdata(), np.log2([r["k"] for r in svd]))
-        assert np.allclose(mean.get_ydata(), [r["estimate"] for r in svd])
-    finally:
-        plt.close(fig)
+    lines = axes[0, 0].get_lines()
+    seed_lines = [line for line in lines if to_hex(line.get_color()) == SEED]
+    svd = sorted((r for r in entry["rows"] if r["condition"] == "svd_rank_k"),
+                 key=lambda r: r["k"])
+    assert len(seed_lines) == len(svd[0]["per_seed"]) == 3
+    # The bold SVD line runs through the analysis means at log2 k.
+    mean = next(line for line in lines if line.get_linewidth() == 2.2)
+    assert np.allclose(mean.get_xdata(), np.log2([r["k"] for r in svd]))
+    assert np.allclose(mean.get_ydata(), [r["estimate"] for r in svd])
 
 
 def test_forest_rows_put_estimate_and_intervals_where_given():
@@ -115,30 +109,24 @@ def test_forest_rows_put_estimate_and_intervals_where_given():
     ax = axes[0, 0]
     draw_forest(ax, [ForestRow("a", 2.0, (1.0, 3.0), (0.0, 4.0), (1.5, 2.5)),
                      ForestRow("b", -1.0, (-2.0, 0.5), None)])
-    try:
-        # Rows top to bottom: "a" at y = 1, "b" at y = 0.
-        assert [t.get_text() for t in ax.get_yticklabels()] == ["a", "b"]
-        thick = [line for line in ax.get_lines() if line.get_linewidth() == 4.0]
-        assert sorted(tuple(line.get_xdata()) for line in thick) == [(-2.0, 0.5), (1.0, 3.0)]
-        diamonds = {float(line.get_ydata()[0]): float(line.get_xdata()[0])
-                    for line in ax.get_lines() if line.get_marker() == "D"}
-        assert diamonds == {1.0: 2.0, 0.0: -1.0}
-        caps = [c for c in ax.containers]  # one E3 errorbar, for row "a" only
-        assert len(caps) == 1
-        segment = caps[0].lines[2][0].get_segments()[0]
-        assert np.allclose(segment, [[0.0, 1.0], [4.0, 1.0]])
-    finally:
-        plt.close(fig)
+    # Rows top to bottom: "a" at y = 1, "b" at y = 0.
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["a", "b"]
+    thick = [line for line in ax.get_lines() if line.get_linewidth() == 4.0]
+    assert sorted(tuple(line.get_xdata()) for line in thick) == [(-2.0, 0.5), (1.0, 3.0)]
+    diamonds = {float(line.get_ydata()[0]): float(line.get_xdata()[0])
+                for line in ax.get_lines() if line.get_marker() == "D"}
+    assert diamonds == {1.0: 2.0, 0.0: -1.0}
+    bars = ax.containers  # one E3 errorbar, for row "a" only
+    assert len(bars) == 1
+    segment = bars[0].lines[2][0].get_segments()[0]
+    assert np.allclose(segment, [[0.0, 1.0], [4.0, 1.0]])
 
 
 def test_a_missing_panel_says_why(analysis):
     fig, axes = plot_svd_vs_random([[analysis["q2"][0], None]])
-    try:
-        texts = [t.get_text() for t in axes[0, 1].texts]
-        assert texts == ["no SVD vs random contrast for this head"]
-        assert not axes[0, 1].axison
-    finally:
-        plt.close(fig)
+    texts = [t.get_text() for t in axes[0, 1].texts]
+    assert texts == ["no SVD vs random contrast for this head"]
+    assert not axes[0, 1].axison
 
 
 def test_validation_table_without_its_columns_is_a_user_error():

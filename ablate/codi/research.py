@@ -332,8 +332,16 @@ def load_research_codi(path: str | Path, *, tokenizer: str | Path | None = None,
     state, meta = read_research_file(path)
     cfg = meta.get("cfg") if isinstance(meta.get("cfg"), dict) else {}
     config = gpt2_config(state, cfg, source, base=base, n_head=n_head)
-    tok = _codi_tokenizer(tokenizer or base or Path(path).parent, source,
-                          rows=config.vocab_size, stated=meta.get("tokenizer_len"))
+    directory = tokenizer or base or Path(path).parent
+    try:
+        tok = _codi_tokenizer(directory, source, rows=config.vocab_size,
+                              stated=meta.get("tokenizer_len"))
+    except AblateError as err:
+        if tokenizer is not None or base is not None:
+            raise
+        raise AblateError(f"{source} needs the GPT-2 tokenizer it was trained with and none is "
+                          f"next to it ({err}); pass --tokenizer with a local GPT-2 directory "
+                          "(nothing is downloaded)") from err
     from transformers import GPT2LMHeadModel
 
     gpt2 = GPT2LMHeadModel(config)

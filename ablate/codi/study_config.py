@@ -1,6 +1,7 @@
 """The CODI study file: a TOML table of checkpoint, task and study grid (version 1).
 
     version = 1
+    kind = "codi_study"   # tells a generic experiment loader to hand the file to this one
     name = "codi-rank-dynamics"
     [checkpoint]   path, kind ("native" | "research"), label, train_seed;
                    research only: tokenizer, base (local GPT-2 directories), n_head
@@ -31,6 +32,7 @@ except ModuleNotFoundError:  # Python 3.10
 from ablate.errors import AblateError
 
 STUDY_VERSION = 1
+STUDY_KIND = "codi_study"  # the top-level ``kind`` that marks a CODI study file
 KINDS = ("native", "research")
 UNHASHED = ("device", "batch_size")
 
@@ -130,7 +132,10 @@ def _table(data: Any, allowed: tuple[str, ...], where: str) -> dict[str, Any]:
 def study_from_dict(data: dict[str, Any], source: str = "<memory>",
                     base_dir: Path | None = None) -> StudyConfig:
     """Parse a study table; relative paths resolve against ``base_dir``."""
-    top = _table(data, ("version", "name", "checkpoint", "task", "study"), source)
+    top = _table(data, ("version", "kind", "name", "checkpoint", "task", "study"), source)
+    if top.get("kind", STUDY_KIND) != STUDY_KIND:
+        raise AblateError(f"{source}: kind = {top['kind']!r} is not a CODI study; expected "
+                          f"kind = \"{STUDY_KIND}\"")
     if "checkpoint" not in top:
         raise AblateError(f"{source}: missing [checkpoint] table with at least path = ...")
     names = tuple(f.name for f in fields(CodiCheckpointSpec))
@@ -159,6 +164,11 @@ def study_from_dict(data: dict[str, Any], source: str = "<memory>",
                            version=top.get("version", STUDY_VERSION), **study)
     except TypeError as err:
         raise AblateError(f"{source}: {err}") from err
+
+
+def is_study_file(data: dict[str, Any]) -> bool:
+    """Whether parsed TOML ``data`` is a CODI study (``kind = "codi_study"``)."""
+    return data.get("kind") == STUDY_KIND
 
 
 def load_study(path: str | Path) -> StudyConfig:

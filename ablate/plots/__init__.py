@@ -1,7 +1,8 @@
 """Report figures drawn from an analysis dict (ablate.stats) and, where the analysis keeps
 only summaries, from arrays taken out of the run's records. Every function returns
 ``(fig, axes)`` (axes a 2-D array) and never saves: only ablate.report writes files.
-Matplotlib runs on the Agg backend; styles apply per figure, never globally.
+Figures live on Agg canvases outside pyplot (the process's backend is left alone); styles
+apply per figure, never globally.
 
     >>> fig, axes = plot_svd_vs_random([[analysis["q2"][0]]])  # doctest: +SKIP
 """

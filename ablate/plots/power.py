@@ -12,7 +12,6 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
@@ -25,6 +24,7 @@ from ablate.plots.style import (
     ZERO,
     finite,
     head_color,
+    new_figure,
     note_panel,
     panel_grid,
     styled,
@@ -47,8 +47,8 @@ def plot_variance_components(components: Sequence[Mapping[str, Any]],
     power in seed-to-seed SDs against the number of seeds (``power.mde_table``), with the
     seed counts of this run marked."""
     height = max(3.0, 0.3 * len(components) + 1.6)
-    fig, axes = plt.subplots(1, 2, figsize=(11.0, height), squeeze=False,
-                             layout="constrained", gridspec_kw={"width_ratios": [1.8, 1.0]})
+    fig = new_figure(11.0, height)
+    axes = fig.subplots(1, 2, squeeze=False, gridspec_kw={"width_ratios": [1.8, 1.0]})
     ax = axes[0, 0]
     if components:
         labels, positions = [], np.arange(len(components))[::-1]
@@ -90,6 +90,9 @@ def plot_variance_components(components: Sequence[Mapping[str, Any]],
                        label=f"this run: {n} seed{'s' if n != 1 else ''}")
         ax.axvline(5, color="#2e8b57", linewidth=1.0, linestyle=":", label="recommended: 5")
         ax.set_yscale("log")
+        ticks = [t for t in (1, 2, 3, 5, 10, 20) if min(mde) / 1.5 <= t <= max(mde) * 1.5]
+        ax.set_yticks(ticks, [str(t) for t in ticks])
+        ax.minorticks_off()
         ax.set_xticks(seeds)
         ax.set_xlabel("training seeds S")
         ax.set_ylabel("minimum detectable effect (seed SDs)")

@@ -19,15 +19,11 @@ from dataclasses import dataclass, field
 from typing import Any, ParamSpec, TypeVar
 
 import matplotlib
-
-# Figures are only ever written to files; Agg never opens a window or needs a display.
-matplotlib.use("Agg")
-
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from matplotlib.axes import Axes  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
-from matplotlib.lines import Line2D  # noqa: E402
+import numpy as np
+from matplotlib.axes import Axes
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 
 SVD = "#1f5fa8"
 RANDOM = "#8a8a8a"
@@ -80,12 +76,20 @@ def styled(function: Callable[P, R]) -> Callable[P, R]:
     return wrapper
 
 
+def new_figure(width: float, height: float) -> Figure:
+    """A figure on an Agg canvas, outside pyplot: no GUI backend, no global figure list to
+    leak into, and the process's matplotlib backend is left alone."""
+    fig = Figure(figsize=(width, height), layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig
+
+
 def panel_grid(n_rows: int, n_cols: int, *, width: float = 3.6, height: float = 2.9,
                sharey: bool | str = False) -> tuple[Figure, np.ndarray]:
     """A figure of n_rows x n_cols panels; axes always come back as a 2-D array. Call it
     inside ``figure_style`` (plot functions are ``styled``)."""
-    fig, axes = plt.subplots(n_rows, n_cols, figsize=(width * n_cols, height * n_rows),
-                             squeeze=False, sharey=sharey, layout="constrained")
+    fig = new_figure(width * n_cols, height * n_rows)
+    axes = fig.subplots(n_rows, n_cols, squeeze=False, sharey=sharey)
     return fig, axes
 
 

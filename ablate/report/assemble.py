@@ -37,7 +37,8 @@ VALIDATION_SHOWN = ("study", "n_seeds", "n_items", "sd_seed", "sd_problem_effect
 def _figures(number_: int, figures: Mapping[int, Sequence[FigureBlock]],
              missing: Sequence[MissingFigure]) -> list[Block]:
     blocks: list[Block] = list(figures.get(number_, []))
-    blocks += [Note(f"Figure {m.number} ({m.title.lower()}) is not drawn: {m.reason}.")
+    blocks += [Note(f"Figure {m.number} ({m.title[0].lower()}{m.title[1:]}) is not drawn: "
+                    f"{m.reason}.")
                for m in missing if m.number == number_]
     return blocks
 

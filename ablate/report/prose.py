@@ -282,12 +282,13 @@ def q4_blocks(entry: Mapping[str, Any], level: float) -> list[Block]:
              "excluded for unknown depth); all problems are used, since conditioning on "
              "correctness would open a collider path.")]
     for claim in entry["claims"]:
-        depth = claim["claim"].split("changes with ")[-1].split(",")[0]
+        # The primary depth is the annotation count, the secondary the solution lines.
+        primary = claim["role"] == "primary"
+        depth = "calculator annotation" if primary else "solution line"
         adjusted = "holding log n_tokens fixed" if entry.get("length_adjusted") else \
             "(length is constant here, so nothing is adjusted)"
-        lead = (f"{'Primary' if claim['role'] == 'primary' else 'Secondary'}: effective rank "
-                f"changes by {number(claim['estimate'], signed=True)} per unit of `{depth}`, "
-                f"{adjusted}.")
+        lead = (f"{'Primary' if primary else 'Secondary'}: effective rank changes by "
+                f"{number(claim['estimate'], signed=True)} per {depth}, {adjusted}.")
         blocks += claim_blocks(claim, level=level, lead=lead)
     texts = []
     for key, name in (("kendall_tau_b", "Kendall tau-b of depth with the seed-mean erank "

@@ -19,7 +19,6 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-import matplotlib.pyplot as plt
 import pandas as pd
 from matplotlib.figure import Figure
 
@@ -130,11 +129,8 @@ def write_report(run: RunAnalysis, out_dir: Path, *, validation: Path | None = N
     figures: dict[int, list[FigureBlock]] = {}
     for spec in specs:
         counters[spec.number] = counters.get(spec.number, 0) + 1
-        fig, _ = spec.draw()
-        try:
-            png = _save(fig, out_dir / "figures" / spec.stem)
-        finally:
-            plt.close(fig)
+        fig, _ = spec.draw()  # outside pyplot: nothing to close, freed with the object
+        png = _save(fig, out_dir / "figures" / spec.stem)
         total = sum(1 for s in specs if s.number == spec.number)
         letter = chr(ord("a") + counters[spec.number] - 1) if total > 1 else ""
         label = f"Figure {spec.number}{letter}: {spec.title}"

@@ -29,6 +29,7 @@ def test_bundled_checkpoint_is_small_and_loads(recorded):
     assert codi.settings.n_latents == recorded["train_config"]["n_latents"]
 
 
+@pytest.mark.slow  # evaluates 300 problems (a few seconds)
 def test_bundled_checkpoint_reproduces_its_recorded_accuracy(recorded):
     metrics, config = recorded["metrics"], recorded["train_config"]
     task = get_task(config["task"], **config["task_options"])

@@ -12,7 +12,7 @@ import torch
 
 from ablate.codi.saving import load_codi, save_codi
 from ablate.codi.study import LatentCondition, expand_latent_conditions, run_study, summarize
-from ablate.codi.study_config import load_study, study_from_dict
+from ablate.codi.study_config import is_study_file, load_study, study_from_dict, tomllib
 from ablate.errors import AblateError
 from ablate.stats.frames import pivot_condition, pivot_draws
 from ablate.store import read_records
@@ -109,11 +109,15 @@ def test_study_records_fit_the_schema_and_count_problems_without_depth(native_ch
 
 
 def test_the_shipped_study_file_loads():
-    study = load_study(REPO / "experiments" / "codi_rank_dynamics.toml")
+    path = REPO / "experiments" / "codi_rank_dynamics.toml"
+    assert is_study_file(tomllib.loads(path.read_text()))
+    study = load_study(path)
     assert study.checkpoint.kind == "native"
     assert Path(study.checkpoint.path).is_dir()
 
 
-def test_study_files_reject_unknown_keys():
+def test_study_files_reject_unknown_keys_and_other_kinds():
     with pytest.raises(AblateError, match="unknown key"):
         study_from_dict({"version": 1, "checkpoint": {"path": "x"}, "study": {"k": [1]}})
+    with pytest.raises(AblateError, match="not a CODI study"):
+        study_from_dict({"version": 1, "kind": "grid", "checkpoint": {"path": "x"}})
