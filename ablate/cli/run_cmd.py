@@ -52,6 +52,13 @@ def validate(
     limit: LimitOpt = None,
 ) -> None:
     """Check an experiment file, its checkpoints, tasks and interventions without running."""
+    if _is_codi_study(file):
+        from ablate.codi.study_config import load_study
+
+        load_study(file)
+        Console(soft_wrap=True).print(
+            f"{file}: structure OK (a matrix-CODI study); run it with: ablate codi study {file}")
+        return
     experiment = load_experiment(file)
     console = Console(soft_wrap=True)
     if no_checkpoints:
@@ -65,6 +72,19 @@ def validate(
     _print_summary(console, experiment, summary)
     limit_flag = f" --limit {limit}" if limit else ""
     console.print(f"next: ablate run {file}{limit_flag}")
+
+
+def _is_codi_study(file: Path) -> bool:
+    """CODI rank-dynamics studies share the TOML form but run through ``ablate codi``."""
+    try:
+        import tomllib
+    except ImportError:  # Python 3.10
+        import tomli as tomllib
+    try:
+        data = tomllib.loads(Path(file).read_text())
+    except (OSError, ValueError):
+        return False  # load_experiment reports the problem with the file
+    return data.get("kind") == "codi_study"
 
 
 def run(
@@ -85,6 +105,8 @@ def run(
                                "--executor ray only.")] = None,
 ) -> None:
     """Run an experiment's grid into a run directory (resumes an interrupted run)."""
+    if _is_codi_study(file):
+        raise AblateError(f"{file} is a matrix-CODI study: run it with `ablate codi study {file}`")
     experiment = load_experiment(file).resolve(limit=limit)
     ray_options = {"address": address, "cpus_per_job": cpus_per_job,
                    "gpus_per_job": gpus_per_job}

@@ -4,7 +4,10 @@
 student's states at its cue with the teacher's detached states at the teacher's cue, one
 term per recorded site (every (iteration, layer) block output of a Matrix Thinker, every
 layer of GPT-2): ``SmoothL1(s, t) / max(std(t), 1e-6)``, std unbiased over all B × d × d
-teacher entries of that site, averaged over sites. Padding never enters any term.
+teacher entries of that site, averaged over sites. Padding never enters any term: the
+research script's student CE also scores padded tail positions (their label is the pad/EOS
+id, spec §9 "quirk"); that is deliberately not replicated. The research distils with
+mean |s − t|; SmoothL1 (the CODI paper's choice) equals it minus 0.5 beyond |s − t| = 1.
 
     >>> loss = masked_cross_entropy(logits, ids, target_mask(mask, start))   # doctest: +SKIP
 """

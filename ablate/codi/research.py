@@ -16,7 +16,8 @@ research re-runs the growing sequence without a cache; this uses GPT-2's
 ``past_key_values`` by default, which is the same function under causal attention (tested
 against ``use_cache=False`` to float round-off). Positions count real tokens per row, so
 left padding never shifts a question: batched results equal the research's batch-size-1
-evaluation.
+evaluation. Everything runs in float32 (the research evaluated under CUDA bf16 autocast,
+so its logged accuracies can differ by a few answers).
 
     >>> codi = load_research_codi("best_run_b_matrix.pt", tokenizer="/gpt2")  # doctest: +SKIP
     >>> outcomes = evaluate_items(codi, items, n_latents=6)                  # doctest: +SKIP

@@ -214,12 +214,10 @@ class MatrixThinker(HookedMixin, PreTrainedModel):
         device: torch.device,
     ) -> torch.Tensor | None:
         """Bool (B|1, 1, L, past+L) or None for the plain causal fast path."""
+        if attention_mask is None and cache is not None and cache.key_valid is not None:
+            # Earlier chunks were padded: keep masking their padding in later chunks.
+            attention_mask = torch.ones(B, L, dtype=torch.bool, device=device)
         if attention_mask is None and (past_len == 0 or L == 1):
-            if cache is not None and cache.key_valid is not None:
-                cache.key_valid = torch.cat(
-                    [cache.key_valid, torch.ones(B, L, dtype=torch.bool, device=device)], 1
-                )
-                return cache.key_valid[:, None, None, :].expand(B, 1, L, past_len + L)
             return None
         total = past_len + L
         causal = torch.ones(L, total, dtype=torch.bool, device=device).tril(past_len)

@@ -127,3 +127,18 @@ def test_forked_cache_branches_without_touching_the_original(model, ids):
     a = model(ids[:, 6:7], cache=branch).logits
     b = model(ids[:, 6:7], cache=cache).logits
     assert torch.equal(a, b) and cache.length == branch.length == 7
+
+
+def test_padded_cache_keeps_masking_padding_in_later_chunks(model, ids):
+    # Invariant: a left-padded prompt decoded in chunks without further masks gives the
+    # logits of the unpadded row (the cache remembers which keys are padding).
+    row = ids[:1, 2:]
+    padded = torch.cat([torch.zeros(1, 2, dtype=ids.dtype), row], 1)
+    mask = torch.cat([torch.zeros(1, 2), torch.ones(1, 4)], 1)
+    pos = (torch.arange(6) - 2).clamp(min=0)[None]
+    cache = DecodeCache()
+    first = model(padded[:, :6], attention_mask=mask, position_ids=pos, cache=cache).logits
+    rest = model(padded[:, 6:], position_ids=torch.arange(4, row.shape[1])[None],
+                 cache=cache).logits
+    full = model(row).logits
+    torch.testing.assert_close(torch.cat([first[:, 2:], rest], 1), full, rtol=1e-5, atol=1e-5)
