@@ -13,9 +13,9 @@ EXTRA=${EXTRA:-}
 
 COMMON=(
   --mat-dim 8 --layers 2 --heads 4 --iterations 4 --max-len 256
-  --seq-len 128 --batch-size 8 --steps 1000 --lr 0.05 --warmup 50
+  --seq-len 128 --batch-size 8 --steps 300 --lr 0.05 --warmup 50
   --weight-decay 0.01 --grad-clip 1.0 --dropout 0.0
-  --data synthetic:n_items=10000 --val-items 200 --eval-every 250
+  --data synthetic:n_items=10000 --val-items 200 --eval-every 100
   --seed 0,1,2 --device cpu --threads 1
 )
 
