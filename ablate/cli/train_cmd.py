@@ -21,7 +21,6 @@ import torch
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-from rich.table import Table
 
 from ablate.errors import AblateError
 from ablate.train import TrainConfig, TrainProgress, TrainResult, train, variant_parts
@@ -131,33 +130,18 @@ def run_seed(
     return result
 
 
-def _summary(results: list[TrainResult]) -> Table:
-    table = Table(title="validation at the last step")
-    for column in (
-        "seed",
-        "out",
-        "loss",
-        "bpb",
-        "unigram bpb",
-        "answer acc",
-        "rank M(0..T)",
-        "minutes",
-    ):
-        table.add_column(column)
-    for result in results:
-        final = result.final
-        accuracy = final.get("answer_accuracy")
-        table.add_row(
-            str(result.config.seed),
-            result.out,
-            f"{final['loss']:.4f}",
-            f"{final['bpb']:.4f}",
-            f"{final['unigram_bpb']:.3f}",
-            "-" if accuracy is None else f"{accuracy:.3f}",
-            " ".join(f"{r:.2f}" for r in final["rank_per_iter"]),
-            f"{result.seconds / 60:.1f}",
-        )
-    return table
+def _summary(result: TrainResult) -> str:
+    final = result.final
+    accuracy, majority = final.get("answer_accuracy"), final.get("majority_answer_accuracy")
+    answer = (
+        "" if accuracy is None else f"  answer acc {accuracy:.3f} (always-majority {majority:.3f})"
+    )
+    ranks = " ".join(f"{r:.2f}" for r in final["rank_per_iter"])
+    return (
+        f"{result.out}: val loss {final['loss']:.4f}  bpb {final['bpb']:.4f} "
+        f"(unigram {final['unigram_bpb']:.3f}, uniform 8){answer}  rank M(0..T) {ranks}  "
+        f"{result.seconds / 60:.1f} min"
+    )
 
 
 def register(app: typer.Typer) -> None:
@@ -271,4 +255,5 @@ def register(app: typer.Typer) -> None:
         command = command_line(ctx)
         console = Console(soft_wrap=True)  # log lines stay whole in files
         results = [run_seed(config, resume, console, command) for config in configs]
-        console.print(_summary(results))
+        for result in results:
+            console.print(_summary(result))

@@ -8,13 +8,14 @@ target = last ``seq_len``; ``floor(N / seq_len) - 1`` windows; no padding, no ma
 and batches walk through a fresh seeded permutation of the windows every epoch, so the
 batch of any step is a pure function of (seed, step): resuming needs only the step.
 
-    >>> corpus = load_corpus(TrainConfig(data="synthetic", val_items=50))
-    >>> windows = TokenWindows(encode_text(ByteTokenizer(), corpus.train_text, "train"), 128)
+    >>> corpus = load_corpus(TrainConfig(data="synthetic", val_items=50))  # doctest: +SKIP
+    >>> stream = encode_text(ByteTokenizer(), corpus.train_text, "train")  # doctest: +SKIP
+    >>> windows = TokenWindows(stream, 128)  # doctest: +SKIP
+    >>> x, y = windows.batch(batch_indices(len(windows), 8, step=0, seed=0))  # doctest: +SKIP
 """
 
 from __future__ import annotations
 
-import logging
 from collections import Counter
 from dataclasses import dataclass
 
@@ -27,8 +28,6 @@ from ablate.tasks.prompts import render_prompt, render_target
 from ablate.tasks.text import join_nonblank_lines, load_text_documents
 from ablate.tokenizer import Tokenizer, check_encodable
 from ablate.train.config import TrainConfig, parse_data, synthetic_options
-
-logger = logging.getLogger(__name__)
 
 # Share of text-file lines held out for validation (text data has no item splits).
 TEXT_VALIDATION_SHARE = 0.1

@@ -11,8 +11,8 @@ the same config again and training continues from it, ending in bit-identical we
 data order depends only on (seed, step), so the state needs nothing more. At the end the
 model is saved with ``ablate.checkpoint.save_checkpoint`` and the state is removed.
 
-    >>> result = train(TrainConfig(steps=300, out="runs/tiny"))
-    >>> result.final["bpb"]
+    >>> result = train(TrainConfig(steps=300, out="runs/tiny"))  # doctest: +SKIP
+    >>> result.final["bpb"], result.final["rank_per_iter"]  # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -27,7 +27,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -38,7 +37,7 @@ from ablate.model import MatrixThinker
 from ablate.rank import effective_rank
 from ablate.tokenizer import ByteTokenizer
 from ablate.train.config import TrainConfig
-from ablate.train.data import TokenWindows, batch_indices, encode_text, load_corpus
+from ablate.train.data import Corpus, TokenWindows, batch_indices, encode_text, load_corpus
 from ablate.train.validation import LN2, ValidationSet, build_validation_set, validate
 
 logger = logging.getLogger(__name__)
@@ -267,7 +266,7 @@ def train(
     return result
 
 
-def corpus_summary(corpus: Any, val_data: ValidationSet, windows: TokenWindows) -> dict:
+def corpus_summary(corpus: Corpus, val_data: ValidationSet, windows: TokenWindows) -> dict:
     return {
         "source": corpus.source,
         "train_documents": corpus.n_train_documents,

@@ -14,8 +14,9 @@ and teacher-forced answer accuracy.
 
 All of it runs in eval mode under ``torch.no_grad`` (bf16 autocast on CUDA).
 
-    >>> data = build_validation_set(corpus, tokenizer, seq_len=128, max_len=256, train_stream=s)
-    >>> metrics = validate(model, data, n_iterations=4, batch_size=16)
+    >>> data = build_validation_set(corpus, tok, seq_len=128, max_len=256,  # doctest: +SKIP
+    ...                             train_stream=stream)
+    >>> metrics = validate(model, data, n_iterations=4, batch_size=16)  # doctest: +SKIP
 """
 
 from __future__ import annotations
