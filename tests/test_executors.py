@@ -24,7 +24,7 @@ from ablate.store import read_records
 from ablate.tokenizer import ByteTokenizer
 from tests.conftest import tiny_model
 
-# The per-item record schema every run must write (docs/helper-brief.md).
+# The per-item record schema every run must write (docs/architecture.md).
 SCHEMA = (
     "job_id", "checkpoint", "config_label", "train_seed", "eval_seed", "task", "split", "mode",
     "n_iterations", "condition", "intervention", "site", "k", "draw", "item_id", "doc_hash",

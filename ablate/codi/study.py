@@ -1,6 +1,6 @@
 """The CODI rank-dynamics study: rank of every latent thought, depth, and causal rank cuts.
 
-For each problem and condition one record (the per-item schema of ``docs/helper-brief.md``
+For each problem and condition one record (the per-item schema of ``docs/architecture.md``
 plus CODI columns): the effective rank (research formula, spec §6.3) and the other rank
 metrics of every latent matrix Z_j, depth (calculator annotations, solution lines; NA
 when a problem has no annotations: kept, excluded from depth statistics, counted), token

@@ -114,7 +114,7 @@ ABLATIONS = ("svd_rank_k", "random_rank_k")
 def analyze_records(records: pd.DataFrame, *, rng: np.random.Generator, level: float = 0.95,
                     n_boot: int = 2000, tost_margin: float | None = None,
                     alpha: float = 0.05) -> dict[str, Any]:
-    """Every applicable family on a run's per-item records (schema in docs/helper-brief.md);
+    """Every applicable family on a run's per-item records (schema in docs/architecture.md);
     returns the JSON-serialisable dict documented in this module's docstring."""
     missing = [c for c in REQUIRED_COLUMNS if c not in records.columns]
     if missing:

@@ -1,4 +1,4 @@
-"""Adapters from per-item records (one row per job x item, see docs/helper-brief.md) to the
+"""Adapters from per-item records (one row per job x item, see docs/architecture.md) to the
 (n_seeds, n_items) arrays the statistics take, aligned on item_id and sorted by seed.
 
 Selections filter on config_label, task, mode, n_iterations, intervention, site, k and
