@@ -23,7 +23,6 @@ import json
 import logging
 import os
 import platform
-import subprocess
 import sys
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
@@ -36,6 +35,7 @@ import pandas as pd
 
 import ablate
 from ablate.errors import AblateError
+from ablate.provenance import git_state
 
 logger = logging.getLogger(__name__)
 
@@ -193,16 +193,8 @@ def _now() -> str:
 
 def _git_state() -> dict[str, Any] | None:
     """Commit and dirty flag of the checkout ablate runs from; None outside a checkout."""
-    package_dir = Path(ablate.__file__).resolve().parent
-    try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=package_dir, timeout=5,
-                                capture_output=True, text=True, check=True).stdout.strip()
-        status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
-                                cwd=package_dir, timeout=5, capture_output=True, text=True,
-                                check=True).stdout
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return {"commit": commit, "dirty": bool(status.strip())}
+    commit, dirty = git_state()
+    return None if commit == "unknown" else {"commit": commit, "dirty": dirty}
 
 
 def _refuse_foreign_directory(root: Path) -> None:

@@ -28,7 +28,6 @@ import logging
 import os
 import platform
 import shutil
-import subprocess
 import uuid
 from datetime import datetime, timezone
 from importlib import metadata as importlib_metadata
@@ -43,6 +42,7 @@ import ablate
 from ablate.checkpoint.settings import read_json
 from ablate.errors import AblateError
 from ablate.model import MatrixThinker, MatrixThinkerConfig
+from ablate.provenance import git_state
 from ablate.tokenizer import ByteTokenizer, Tokenizer
 
 logger = logging.getLogger(__name__)
@@ -55,25 +55,6 @@ PROVENANCE_KEYS = ("version", "ablate_version", "git_hash", "git_dirty", "librar
 LIBRARIES = ("torch", "transformers", "safetensors", "numpy")
 # config.json keys written by transformers itself (4.x wrote torch_dtype, 5.x dtype).
 _TRANSFORMERS_KEYS = {"architectures", "transformers_version", "dtype", "torch_dtype", "model_type"}
-
-
-def git_state() -> tuple[str, bool | None]:
-    """(HEAD hash, dirty) of the checkout ablate runs from; ("unknown", None) outside one."""
-    package_dir = Path(ablate.__file__).resolve().parent
-
-    def git(*args: str) -> str:
-        done = subprocess.run(["git", "-C", str(package_dir), *args], capture_output=True,
-                              text=True, timeout=10, check=True)
-        return done.stdout.strip()
-
-    try:
-        top = Path(git("rev-parse", "--show-toplevel")).resolve()
-        # An installed ablate inside some other repository must not report that repo's hash.
-        if top / "ablate" != package_dir:
-            return "unknown", None
-        return git("rev-parse", "HEAD"), bool(git("status", "--porcelain", "--untracked-files=no"))
-    except (OSError, subprocess.SubprocessError):
-        return "unknown", None
 
 
 def provenance() -> dict[str, Any]:

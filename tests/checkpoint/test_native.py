@@ -13,9 +13,9 @@ from safetensors.torch import load_file, save_file
 
 import ablate
 from ablate.checkpoint import META_FILE, META_VERSION, load_checkpoint, save_checkpoint
-from ablate.checkpoint.native import git_state
 from ablate.errors import AblateError
 from ablate.model import MatrixThinker
+from ablate.provenance import git_state
 from ablate.tokenizer import ByteTokenizer, HuggingFaceTokenizer
 from tests.conftest import tiny_model
 
