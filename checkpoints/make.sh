@@ -5,27 +5,30 @@
 # Two trainings run at once (one per head, one thread each); each runs its three seeds in
 # turn. Rerunning resumes an interrupted seed and skips finished ones; pass --no-resume in
 # EXTRA to retrain from scratch:   EXTRA=--no-resume checkpoints/make.sh
-# Logs go to $LOG_DIR (default /tmp).
+# Logs go to $LOG_DIR (default /tmp); STEPS (default 2000) and OUT_DIR (default checkpoints)
+# override the step count and where the checkpoints are written.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 LOG_DIR=${LOG_DIR:-/tmp}
 EXTRA=${EXTRA:-}
+STEPS=${STEPS:-2000}
+OUT_DIR=${OUT_DIR:-checkpoints}
 
 COMMON=(
   --mat-dim 8 --layers 2 --heads 4 --iterations 4 --max-len 256
-  --seq-len 128 --batch-size 8 --steps 300 --lr 0.05 --warmup 50
+  --seq-len 128 --batch-size 8 --steps "$STEPS" --lr 0.05 --warmup 50
   --weight-decay 0.01 --grad-clip 1.0 --dropout 0.0
-  --data synthetic:n_items=10000 --val-items 200 --eval-every 100
+  --data synthetic:n_items=10000 --val-items 200 --eval-every 500
   --seed 0,1,2 --device cpu --threads 1
 )
 
 # shellcheck disable=SC2086  # EXTRA is empty or one flag
 ablate train --variant byte_frobenius_multiprobe "${COMMON[@]}" $EXTRA \
-  --out 'checkpoints/multiprobe-seed{seed}' > "$LOG_DIR/ablate-train-multiprobe.log" 2>&1 &
+  --out "$OUT_DIR/multiprobe-seed{seed}" > "$LOG_DIR/ablate-train-multiprobe.log" 2>&1 &
 multiprobe=$!
 # shellcheck disable=SC2086
 ablate train --variant round1_frobenius_collapse "${COMMON[@]}" $EXTRA \
-  --out 'checkpoints/collapse-seed{seed}' > "$LOG_DIR/ablate-train-collapse.log" 2>&1 &
+  --out "$OUT_DIR/collapse-seed{seed}" > "$LOG_DIR/ablate-train-collapse.log" 2>&1 &
 collapse=$!
 
 status=0
