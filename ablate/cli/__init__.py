@@ -4,6 +4,7 @@ Each command group lives in its own module, which defines ``register(app)``. Use
 (``AblateError``) print one line and exit with code 2; ``--debug`` shows the traceback.
 
     $ ablate inspect checkpoints/multiprobe-seed0
+    $ ablate train --codi --out checkpoints/my-codi     # = ablate codi train --out ...
 """
 
 from __future__ import annotations
@@ -63,9 +64,20 @@ def _click_error_types() -> tuple[tuple[type, ...], tuple[type, ...]]:
     return tuple(usage), tuple(abort)
 
 
+def expand_aliases(args: list[str]) -> list[str]:
+    """``ablate train --codi ...`` is ``ablate codi train ...`` (the CODI trainer's flags)."""
+    for i, word in enumerate(args):
+        if word.startswith("-"):
+            continue  # root options such as --debug come before the command
+        if word == "train" and "--codi" in args[i + 1:]:
+            return [*args[:i], "codi", "train", *(w for w in args[i + 1:] if w != "--codi")]
+        break
+    return list(args)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the console script; returns the exit code."""
-    args = sys.argv[1:] if argv is None else argv
+    args = expand_aliases(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args
     _register_all()
     try:

@@ -33,7 +33,7 @@ except ImportError:
 
 codi_app = typer.Typer(no_args_is_help=True,
                        help="Matrix-CODI: latent reasoning with d×d thoughts.")
-console = Console()
+console = Console(soft_wrap=True)  # long paths stay on one line (greppable logs)
 TaskOptions = Annotated[list[str] | None,
                         typer.Option("--task-option", help="Task option key=value, repeatable.")]
 
@@ -220,18 +220,31 @@ def eval_command(
 def study_command(
     file: str = typer.Argument(..., help="Study TOML (see experiments/codi_rank_dynamics.toml)."),
     out: str = typer.Option(None, "--out", help="Run directory (default runs/<name>)."),
+    limit: int = typer.Option(None, "--limit", min=1,
+                              help="Evaluate at most N problems (its own run directory)."),
     threads: int = typer.Option(1, "--threads"),
 ) -> None:
     """Run the rank-dynamics study into a run directory (resumable) and summarise it."""
+    _threads(threads)
+    run_study_file(file, out, limit=limit)
+
+
+def run_study_file(file: str | Path, out: str | Path | None, *, limit: int | None = None) -> None:
+    """Run a study file into ``out`` (default runs/<name>) and print its summary table;
+    ``ablate codi study`` and ``ablate run`` on a study file both end here."""
+    from dataclasses import replace
+
     from ablate.codi.study import run_study, summarize
     from ablate.codi.study_config import load_study
     from ablate.store import read_records
 
-    _threads(threads)
     study = load_study(file)
-    run_dir = out or str(Path("runs") / study.name)
+    if limit is not None:
+        study = replace(study, task=replace(study.task, limit=limit))
+    run_dir = str(out) if out is not None else str(Path("runs") / study.name)
     with console.status("study") as status:
-        result = run_study(study, run_dir, experiment_file=file, progress=lambda job, done, total:
+        result = run_study(study, run_dir, experiment_file=str(file),
+                           progress=lambda job, done, total:
                            status.update(f"{job}: {done}/{total} records"))
     console.print(f"{run_dir}: {result.n_run} job(s) run, {result.n_skipped} already done; "
                   f"{result.n_items} problems, {result.n_depth_unknown} without annotations "
@@ -243,6 +256,7 @@ def study_command(
     for row in summary.itertuples(index=False):
         table.add_row(*[f"{v:.4f}" if isinstance(v, float) else str(v) for v in row])
     console.print(table)
+    console.print(f"next: ablate stats {run_dir}   then: ablate report {run_dir}")
 
 
 @codi_app.command("inspect")

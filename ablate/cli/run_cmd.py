@@ -4,7 +4,8 @@
 tokenization without running a model (``--no-checkpoints`` checks only the file's
 structure, for experiments whose checkpoints live elsewhere). ``run`` makes the same
 checks, then runs every unfinished job into the run directory; rerunning the same
-command resumes.
+command resumes. Both also take a matrix-CODI study file (``kind = "codi_study"``), which
+``run`` hands to the study runner of ``ablate codi study``.
 
     $ ablate validate experiments/quickstart.toml
     $ ablate run experiments/quickstart.toml --out runs/quickstart
@@ -53,11 +54,7 @@ def validate(
 ) -> None:
     """Check an experiment file, its checkpoints, tasks and interventions without running."""
     if _is_codi_study(file):
-        from ablate.codi.study_config import load_study
-
-        load_study(file)
-        Console(soft_wrap=True).print(
-            f"{file}: structure OK (a matrix-CODI study); run it with: ablate codi study {file}")
+        _validate_study(file, checkpoints=not no_checkpoints, limit=limit)
         return
     experiment = load_experiment(file)
     console = Console(soft_wrap=True)
@@ -74,8 +71,38 @@ def validate(
     console.print(f"next: ablate run {file}{limit_flag}")
 
 
+def _validate_study(file: Path, *, checkpoints: bool, limit: int | None) -> None:
+    """A CODI study's structure, then (unless ``checkpoints`` is False) its model and items."""
+    from dataclasses import replace
+
+    from ablate.codi.study import expand_latent_conditions, load_solver, load_study_items
+    from ablate.codi.study_config import load_study
+
+    study = load_study(file)
+    console = Console(soft_wrap=True)
+    if not checkpoints:
+        console.print(f"{file}: structure OK (a matrix-CODI study); checkpoint not checked "
+                      "(--no-checkpoints)")
+        return
+    if limit is not None:
+        study = replace(study, task=replace(study.task, limit=limit))
+    solver = load_solver(study)
+    items = load_study_items(study)
+    unknown = sum(not item.depth_annotations for item in items)
+    per_job = {n: len(expand_latent_conditions(study, n, solver.mat_dim))
+               for n in study.n_latents}
+    console.print(f"{file}: OK (a matrix-CODI study, config hash {study.config_hash()[:12]})")
+    console.print(f"  checkpoint   {study.checkpoint.label} ({study.checkpoint.kind}, "
+                  f"d={solver.mat_dim})")
+    console.print(f"  items        {study.task.name}/{study.task.split}: {len(items)} problems, "
+                  f"{unknown} without calculator annotations (depth NA)")
+    console.print("  conditions   " + ", ".join(f"{n} latents: {c}" for n, c in per_job.items()))
+    limit_flag = f" --limit {limit}" if limit else ""
+    console.print(f"next: ablate run {file}{limit_flag}")
+
+
 def _is_codi_study(file: Path) -> bool:
-    """CODI rank-dynamics studies share the TOML form but run through ``ablate codi``."""
+    """CODI rank-dynamics studies share the TOML form; ``ablate.codi`` runs them."""
     try:
         import tomllib
     except ImportError:  # Python 3.10
@@ -104,13 +131,20 @@ def run(
         "--gpus-per-job", help="GPUs per job, fractions allowed (default: 0); "
                                "--executor ray only.")] = None,
 ) -> None:
-    """Run an experiment's grid into a run directory (resumes an interrupted run)."""
-    if _is_codi_study(file):
-        raise AblateError(f"{file} is a matrix-CODI study: run it with `ablate codi study {file}`")
-    experiment = load_experiment(file).resolve(limit=limit)
+    """Run an experiment's grid into a run directory (resumes an interrupted run); a
+    matrix-CODI study file (kind = "codi_study") runs as `ablate codi study` would."""
     ray_options = {"address": address, "cpus_per_job": cpus_per_job,
                    "gpus_per_job": gpus_per_job}
     ray_options = {key: value for key, value in ray_options.items() if value is not None}
+    if _is_codi_study(file):
+        if executor != "local" or ray_options:
+            raise AblateError(f"{file} is a matrix-CODI study, which runs on the local "
+                              "executor only; drop --executor and the Ray options")
+        from ablate.cli.codi_cmd import run_study_file
+
+        run_study_file(file, out, limit=limit)
+        return
+    experiment = load_experiment(file).resolve(limit=limit)
     if ray_options and executor != "ray":
         flag = "--" + next(iter(ray_options)).replace("_", "-")
         raise AblateError(f"{flag} applies to --executor ray, not '{executor}'; add "

@@ -4,7 +4,8 @@ Flags map one to one onto ``ablate.train.TrainConfig``; ``--variant`` picks atte
 and head together (``--attention``/``--head`` override it). ``--seed`` may repeat or hold
 a list ("0,1,2"); with several seeds, ``--out`` should contain "{seed}" (otherwise each
 seed goes to OUT/seed<N>). Rerunning the same command resumes unfinished seeds and
-skips finished ones.
+skips finished ones. ``ablate train --codi ...`` trains a matrix-CODI model instead (it is
+``ablate codi train ...``; see ablate/cli/codi_cmd.py).
 
     $ ablate train --variant byte_frobenius_multiprobe --mat-dim 8 --steps 600 \\
         --seed 0,1,2 --out checkpoints/multiprobe-seed{seed}
@@ -210,8 +211,15 @@ def register(app: typer.Typer) -> None:
         resume: bool = typer.Option(
             True, "--resume/--no-resume", help="Continue an interrupted run in --out (default)."
         ),
+        codi: bool = typer.Option(
+            False, "--codi", help="Train a matrix-CODI model instead: the same as "
+            "`ablate codi train` with the flags that follow (see `ablate codi train --help`)."
+        ),
     ) -> None:
         """Train Matrix Thinkers (AdamW, warmup + cosine) and save one checkpoint per seed."""
+        if codi:  # the console script rewrites --codi before parsing; this is a direct call
+            raise AblateError("--codi is handled by the `ablate` entry point; call "
+                              "`ablate codi train ...` (ablate.cli.main) instead")
         base_attention, base_head = DEFAULTS["attention"], DEFAULTS["head"]
         if variant is not None:
             base_attention, base_head = variant_parts(variant)

@@ -50,12 +50,14 @@ class ErankPanel:
 @dataclass(frozen=True)
 class DepthPanel:
     """A ``q4`` entry with per-item arrays (n_items,): seed-mean erank at M(T), depth
-    (calculator annotations; NaN when unknown) and n_tokens (prompt + target)."""
+    (calculator annotations; NaN when unknown) and n_tokens (prompt + target).
+    ``measure`` names another per-item erank (e.g. the mean over latent thoughts)."""
 
     entry: Mapping[str, Any]
     erank: np.ndarray
     depth: np.ndarray
     n_tokens: np.ndarray
+    measure: str | None = None
 
 
 def _claim(entry: Mapping[str, Any], role: str = "primary") -> Mapping[str, Any] | None:
@@ -182,7 +184,8 @@ def _violins(ax: Any, panel: DepthPanel, color: str) -> None:
     ax.set_xticks(levels, [f"{level}\nn={group.size}" for level, group in
                            zip(levels, groups, strict=True)])
     ax.set_xlabel("depth: calculator annotations <<...>> in the solution")
-    ax.set_ylabel(f"effective rank of M({panel.entry.get('erank_iteration', 'T')}), seed mean")
+    measure = panel.measure or f"effective rank of M({panel.entry.get('erank_iteration', 'T')})"
+    ax.set_ylabel(f"{measure}, seed mean")
     ax.set_title(f"{panel.entry['config_label']}: erank by depth", loc="left")
 
 

@@ -12,6 +12,13 @@ from typing import Any
 
 import pandas as pd
 
+from ablate.report.codi_prose import (
+    LATENTS_INTRO,
+    NO_LATENT_BASELINE,
+    NO_LATENTS,
+    q5_blocks,
+    q5_latents_blocks,
+)
 from ablate.report.document import Block, Bullets, FigureBlock, Heading, Note, Paragraph, Table
 from ablate.report.figures import MissingFigure
 from ablate.report.prose import (
@@ -152,6 +159,7 @@ def build_blocks(run: RunAnalysis, figures: Mapping[int, Sequence[FigureBlock]],
                                 "effective rank on unablated rows."))
     blocks += _figures(7, figures, missing) + _figures(8, figures, missing)
     blocks += [Table(views["q4"])] if "q4" in views else []
+    blocks += _latents(analysis, level, views, figures, missing)
 
     if "scans" in views:
         blocks += [Heading(2, "Exploratory: scan over sites"),
@@ -162,6 +170,26 @@ def build_blocks(run: RunAnalysis, figures: Mapping[int, Sequence[FigureBlock]],
     blocks += _validation(validation, validation_source, figures, missing)
     blocks += [Heading(2, "Files"), Bullets(tuple(f"`{name}`" for name in files))]
     return blocks
+
+
+def _latents(analysis: Mapping[str, Any], level: float, views: Mapping[str, TableView],
+             figures: Mapping[int, Sequence[FigureBlock]],
+             missing: Sequence[MissingFigure]) -> list[Block]:
+    """Q5: the latent thoughts of matrix-CODI (profile, depth, number of latents)."""
+    q5, counts = analysis.get("q5", []), analysis.get("q5_latents", [])
+    blocks = _question("Q5: matrix-CODI latent thoughts", LATENTS_INTRO, q5,
+                       lambda e: f"{head_scope(e, site=False)}: {e['n_latents']} latent "
+                                 "thoughts", q5_blocks, level)
+    if not q5:
+        blocks.append(Paragraph(NO_LATENTS))
+    for entry in counts:
+        blocks += [Heading(3, f"Number of latents, {head_scope(entry, site=False)}: "
+                              f"{outcome_words(entry['outcome'])}"),
+                   *q5_latents_blocks(entry, level)]
+    if q5 and not counts:
+        blocks.append(Paragraph(NO_LATENT_BASELINE))
+    blocks += _figures(11, figures, missing) + _figures(12, figures, missing)
+    return blocks + [Table(views[key]) for key in ("q5", "q5_latents") if key in views]
 
 
 def _power(run: RunAnalysis, views: Mapping[str, TableView],
@@ -188,7 +216,8 @@ def _power(run: RunAnalysis, views: Mapping[str, TableView],
         blocks.append(Paragraph("With one seed there is no seed-to-seed spread to estimate: "
                                 "no MDE applies and no across-seed claim can be made."))
     fragile = [c["claim"] + f" ({head_scope(e, site=bool(e.get('site')))})"
-               for family in ("q1", "q2", "q3", "q4") for e in run.analysis.get(family, [])
+               for family in ("q1", "q2", "q3", "q4", "q5", "q5_latents")
+               for e in run.analysis.get(family, [])
                for c in e["claims"] if c.get("verdict") == "these_checkpoints_only"]
     if fragile:
         blocks += [Paragraph("These claims hold for these checkpoints (E1) but were not shown "

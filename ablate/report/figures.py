@@ -29,7 +29,8 @@ from ablate.plots import (
     plot_validation,
     plot_variance_components,
 )
-from ablate.report.figure_data import depth_panel, draw_range, erank_panel
+from ablate.plots.latent import plot_latent_profiles
+from ablate.report.figure_data import depth_panel, draw_range, erank_panel, latent_depth_panel
 from ablate.report.run import RunAnalysis
 
 TITLES = {
@@ -43,6 +44,9 @@ TITLES = {
     8: ("erank-vs-length", "Effective rank against length (the confounding diagnostic)"),
     9: ("variance-power", "Variance components and the minimum detectable effect"),
     10: ("validation", "Validation: coverage and false-positive rate by method"),
+    11: ("latent-erank-profile", "Effective rank of each latent thought (matrix-CODI)"),
+    12: ("latent-erank-by-depth", "Mean latent effective rank by depth, and the "
+                                  "length-adjusted partial plot"),
 }
 INTERVALS = ("Thick bars: E1, the {level:.0%} interval for these checkpoints (problems random, "
              "seeds fixed); thin capped bars: E3, for a new training run on problems like "
@@ -163,6 +167,7 @@ def plan_figures(run: RunAnalysis, validation: pd.DataFrame | None,
         missing.append(MissingFigure(3, "the run has fewer than two svd_rank_k ranks at any "
                                         "site, so there is no trend over k"))
     _erank_figures(run, specs, missing, intervals)
+    _latent_figures(run, specs, missing, intervals)
     power = analysis.get("power", {})
     specs.append(FigureSpec(9, "", (
         "Left: share of seed, problem and residual variance of each per-item quantity "
@@ -229,3 +234,39 @@ def _erank_figures(run: RunAnalysis, specs: list[FigureSpec], missing: list[Miss
         reason = ("no item has a known depth (calculator annotations <<...=...>>, as in "
                   "GSM8K solutions) together with erank_per_iter on unablated rows")
         missing += [MissingFigure(7, reason), MissingFigure(8, reason)]
+
+
+def _latent_figures(run: RunAnalysis, specs: list[FigureSpec], missing: list[MissingFigure],
+                    intervals: str) -> None:
+    """Figures 11 and 12 from the ``q5`` entries, one per (task, mode, T)."""
+    records, settings = run.records, run.settings
+    q5 = _by_scope(run.analysis.get("q5", []), site=False)
+    depth_found = False
+    for scope, cells in q5.items():
+        entries = [cells[key] for key in sorted(cells)]
+        specs.append(FigureSpec(11, scope_text(scope), (
+            f"{scope_text(scope)}. Effective rank of each latent thought Z_j (unablated), "
+            "one line per group (number of latents): mean over seeds and problems; thin: one "
+            "seed; shaded: 25-75% of the problems (seed-mean profiles). The legend gives the "
+            f"slope per latent step. {intervals}"),
+            lambda entries=entries: plot_latent_profiles(
+                [erank_panel(records, entry, settings, column="latent_erank")
+                 for entry in entries])))
+        with_depth = [entry for entry in entries if entry.get("depth")]
+        if with_depth:
+            depth_found = True
+            specs.append(FigureSpec(12, scope_text(scope), (
+                f"{scope_text(scope)}. Top: mean effective rank over the latent thoughts "
+                "(mean over seeds) per problem by the number of calculator annotations, n "
+                "problems per depth below each violin; problems of unknown depth are left "
+                "out. Bottom: both residualised on log n_tokens, with the length-adjusted "
+                "slope."),
+                lambda entries=with_depth: plot_depth(
+                    [latent_depth_panel(records, entry) for entry in entries])))
+    if not q5:
+        reason = ("the records have no latent thoughts: no unablated row carries a non-empty "
+                  "latent_erank (written by `ablate codi study` runs with n_latents > 0)")
+        missing += [MissingFigure(11, reason), MissingFigure(12, reason)]
+    elif not depth_found:
+        missing.append(MissingFigure(12, "no problem with latent thoughts has a known depth "
+                                         "(calculator annotations) taking >= 2 values"))

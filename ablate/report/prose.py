@@ -86,11 +86,11 @@ def claim_blocks(claim: Mapping[str, Any], *, level: float, lead: str,
     return [Paragraph(f"{lead} {verdict_words}"), Bullets(tuple(lines))]
 
 
-def _notes(entry: Mapping[str, Any]) -> list[Block]:
+def note_blocks(entry: Mapping[str, Any]) -> list[Block]:
     return [Paragraph(f"Note: {note}.") for note in entry.get("notes", [])]
 
 
-def _change(estimate: Any, unit: str, *, signed: bool = True) -> str:
+def change_text(estimate: Any, unit: str, *, signed: bool = True) -> str:
     """"falls by 8.1 pp (estimate -8.1)" from a signed estimate; the estimate is repeated
     with its sign because the intervals that follow are signed."""
     if estimate is None:
@@ -107,7 +107,7 @@ def q1_blocks(entry: Mapping[str, Any], level: float) -> list[Block]:
     ks = ", ".join(map(str, entry["ks"]))
     slope = entry["claims"][0]
     lead = (f"Over k = {ks} ({entry['n_seeds']} seed(s), {entry['n_items']} problems), "
-            f"{outcome} {_change(slope['estimate'], unit)} each time k is halved.")
+            f"{outcome} {change_text(slope['estimate'], unit)} each time k is halved.")
     blocks = claim_blocks(slope, level=level, lead=lead, seeds=entry.get("seeds"))
     texts = [monotone_text(entry)]
     page = entry.get("page")
@@ -124,9 +124,9 @@ def q1_blocks(entry: Mapping[str, Any], level: float) -> list[Block]:
     blocks += [Paragraph(text) for text in texts]
     for claim in entry["claims"][1:]:
         lead = (f"Unablated minus k = {claim.get('k')}: {outcome} "
-                f"{_change(claim['estimate'], unit)} when the projection is removed.")
+                f"{change_text(claim['estimate'], unit)} when the projection is removed.")
         blocks += claim_blocks(claim, level=level, lead=lead, seeds=entry.get("seeds"))
-    return blocks + _notes(entry)
+    return blocks + note_blocks(entry)
 
 
 def pct(level: float) -> str:
@@ -203,7 +203,7 @@ def q2_blocks(entry: Mapping[str, Any], level: float) -> list[Block]:
                 f"{number(claim['estimate'], signed=True)} {entry['unit']}.")
         blocks += claim_blocks(claim, level=level, lead=lead, seeds=entry.get("seeds"),
                                extra=[equivalence_text(claim, entry.get("margin"))])
-    return blocks + _notes(entry)
+    return blocks + note_blocks(entry)
 
 
 def q3_blocks(entry: Mapping[str, Any], level: float) -> list[Block]:
@@ -220,11 +220,11 @@ def q3_blocks(entry: Mapping[str, Any], level: float) -> list[Block]:
                      f"{first}..{last}."))
     for claim in entry["claims"]:
         if claim["role"] == "primary":
-            lead = f"Effective rank {_change(claim['estimate'], 'per iteration')}."
+            lead = f"Effective rank {change_text(claim['estimate'], 'per iteration')}."
         else:
             lead = f"{claim['claim'].capitalize()}: {number(claim['estimate'], signed=True)}."
         blocks += claim_blocks(claim, level=level, lead=lead, seeds=entry.get("seeds"))
-    return blocks + _notes(entry)
+    return blocks + note_blocks(entry)
 
 
 def heads_blocks(entry: Mapping[str, Any], level: float) -> list[Block]:
@@ -267,7 +267,7 @@ def heads_blocks(entry: Mapping[str, Any], level: float) -> list[Block]:
         else:
             texts.append("The direction-flip test needs an E3 slope for both heads (>= 2 "
                          "seeds each): not tested.")
-    return blocks + [Paragraph(text) for text in texts] + _notes(entry)
+    return blocks + [Paragraph(text) for text in texts] + note_blocks(entry)
 
 
 def _or_one(value: Any) -> float:
@@ -281,37 +281,54 @@ def q4_blocks(entry: Mapping[str, Any], level: float) -> list[Block]:
              f"{entry['n_items']} problems ({entry.get('n_excluded_unknown_depth', 0)} "
              "excluded for unknown depth); all problems are used, since conditioning on "
              "correctness would open a collider path.")]
-    for claim in entry["claims"]:
-        # The primary depth is the annotation count, the secondary the solution lines.
+    blocks += depth_claim_blocks(entry["claims"], level, subject="effective rank",
+                                 length_adjusted=bool(entry.get("length_adjusted")))
+    texts = association_texts(entry, level, length_figure=8)
+    return blocks + [Paragraph(text) for text in texts if text] + note_blocks(entry)
+
+
+def depth_claim_blocks(claims: Sequence[Mapping[str, Any]], level: float, *, subject: str,
+                       length_adjusted: bool) -> list[Block]:
+    """Depth slopes of ``subject``: annotation count (primary), solution lines (secondary)."""
+    blocks: list[Block] = []
+    for claim in claims:
         primary = claim["role"] == "primary"
         depth = "calculator annotation" if primary else "solution line"
-        adjusted = "holding log n_tokens fixed" if entry.get("length_adjusted") else \
+        adjusted = "holding log n_tokens fixed" if length_adjusted else \
             "(length is constant here, so nothing is adjusted)"
-        lead = (f"{'Primary' if primary else 'Secondary'}: effective rank changes by "
+        lead = (f"{'Primary' if primary else 'Secondary'}: {subject} changes by "
                 f"{number(claim['estimate'], signed=True)} per {depth}, {adjusted}.")
         blocks += claim_blocks(claim, level=level, lead=lead)
+    return blocks
+
+
+def association_texts(summary: Mapping[str, Any], level: float, *,
+                      length_figure: int | None = None) -> list[str]:
+    """Rank correlations, depth agreement and the length check of a depth summary (a
+    ``q4`` entry or a ``q5`` entry's ``depth``); empty strings where a part is missing."""
     texts = []
     for key, name in (("kendall_tau_b", "Kendall tau-b of depth with the seed-mean erank "
                                         "(unadjusted)"),
                       ("partial_spearman", "Partial Spearman correlation given log n_tokens")):
-        found = entry.get(key)
+        found = summary.get(key)
         if found:
             texts.append(f"{name}: {number(found['estimate'], signed=True)} ({pct(level)} "
                          f"interval {pair(found.get('interval'))}, p = "
                          f"{p_value(found.get('p'))}; {found['method']}), {E1_WORDS}.")
-    agreement = entry.get("depth_agreement")
+    agreement = summary.get("depth_agreement")
     if agreement:
         texts.append(f"Annotation count and solution lines agree with Kendall tau-b "
                      f"{number(agreement.get('kendall_tau_b'))} and Spearman "
                      f"{number(agreement.get('spearman'))} over {agreement.get('n_items')} "
                      f"problems; {number(100 * agreement['share_equal'])}% have equal counts."
                      if agreement.get("share_equal") is not None else "")
-    rho = entry.get("erank_length_spearman")
+    rho = summary.get("erank_length_spearman")
     if rho is not None:
+        figure = f" (figure {length_figure})" if length_figure else ""
         texts.append(f"Confounding check: the Spearman correlation of seed-mean effective "
                      f"rank with n_tokens is {number(rho, signed=True)}; the larger it is, the "
-                     "more an unadjusted depth association would reflect length (figure 8).")
-    return blocks + [Paragraph(text) for text in texts if text] + _notes(entry)
+                     f"more an unadjusted depth association would reflect length{figure}.")
+    return texts
 
 
 def summary_items(analysis: Mapping[str, Any]) -> list[str]:
@@ -327,7 +344,7 @@ def summary_items(analysis: Mapping[str, Any]) -> list[str]:
             continue
         slope = entry["claims"][0]
         items.append(f"Q1, {head_scope(entry)}: accuracy "
-                     f"{_change(slope['estimate'], 'pp', signed=False)} per halving of k "
+                     f"{change_text(slope['estimate'], 'pp', signed=False)} per halving of k "
                      f"({interval_words(slope)}): {verdict_text(slope['verdict'])}. "
                      f"{_short_monotone(entry)}")
     for entry in analysis.get("q2", []):
@@ -340,7 +357,7 @@ def summary_items(analysis: Mapping[str, Any]) -> list[str]:
     for entry in analysis.get("q3", []):
         claim = entry["claims"][0]
         items.append(f"Q3, {head_scope(entry, site=False)}: effective rank "
-                     f"{_change(claim['estimate'], '', signed=False).rstrip()} per iteration "
+                     f"{change_text(claim['estimate'], '', signed=False).rstrip()} per iteration "
                      f"({interval_words(claim)}): {verdict_text(claim['verdict'])}.")
     for entry in analysis.get("q3_heads", []):
         flip = entry.get("direction_flip") or {}
@@ -356,6 +373,22 @@ def summary_items(analysis: Mapping[str, Any]) -> list[str]:
                          f"{number(claim['estimate'], signed=True)} erank per calculator "
                          f"annotation, length-adjusted ({interval_words(claim)}): "
                          f"{verdict_text(claim['verdict'])}.")
+    for entry in analysis.get("q5", []):
+        for claim in (c for c in entry["claims"] if c["role"] == "primary"):
+            what = (f"latent effective rank {change_text(claim['estimate'], '', signed=False)}"
+                    .rstrip() + " per latent step" if claim.get("aspect") == "profile" else
+                    f"{number(claim['estimate'], signed=True)} mean latent erank per "
+                    "calculator annotation, length-adjusted")
+            items.append(f"Q5, {head_scope(entry, site=False)}: {what} "
+                         f"({interval_words(claim)}): {verdict_text(claim['verdict'])}.")
+    for entry in analysis.get("q5_latents", []):
+        if entry["outcome"] != "correct":
+            continue
+        for claim in entry["claims"]:
+            items.append(f"Q5, {head_scope(entry, site=False)}: accuracy with "
+                         f"{claim['n_latents']} latent thoughts minus none "
+                         f"{number(claim['estimate'], signed=True)} pp "
+                         f"({interval_words(claim)}): {verdict_text(claim['verdict'])}.")
     return items
 
 

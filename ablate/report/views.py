@@ -123,6 +123,16 @@ def table_views(analysis: Mapping[str, Any]) -> list[TableView]:
           for e in analysis.get("q4", []) for c in e["claims"]]
     views.append(TableView("q4", "Q4: effective rank and depth, adjusted for length",
                            ("group", "claim", "role", *CLAIM_COLUMNS), tuple(q4)))
+    q5 = [(head_scope(e, site=False), c["claim"], c["unit"], c["role"], *_claim_cells(c))
+          for e in analysis.get("q5", []) for c in e["claims"]]
+    views.append(TableView("q5", "Q5: effective rank of the latent thoughts (matrix-CODI)",
+                           ("group", "claim", "unit", "role", *CLAIM_COLUMNS), tuple(q5)))
+    latents = [(head_scope(e, site=False), e["outcome"], f"L{c['n_latents']} minus L0",
+                e["unit"], *_claim_cells(c))
+               for e in analysis.get("q5_latents", []) for c in e["claims"]]
+    views.append(TableView("q5_latents", "Q5: number of latent thoughts, L_n minus L_0",
+                           ("model", "outcome", "contrast", "unit", *CLAIM_COLUMNS),
+                           tuple(latents)))
     scans = [(head_scope(e, site=False), e["test"], site, p_value(p), p_value(p_bh))
              for e in analysis.get("scans", [])
              for site, p, p_bh in zip(e["sites"], e["p_e3"], e["p_bh"], strict=True)]

@@ -3,8 +3,10 @@
 Groups are (config_label, task, mode, n_iterations) and, for ablations, site. Q1 runs
 where >= 2 svd_rank_k ranks exist, Q2 where random_rank_k draws share a k with them, Q3 on
 the unablated rows' erank_per_iter, head comparisons when a (task, mode, T) has > 1
-config_label, Q4 where depth annotations are known. With one seed everything is described
-and E1 ("these checkpoints") is tested, but nothing is inferred across seeds.
+config_label, Q4 where depth annotations are known, Q5 where matrix-CODI study records
+carry latent_erank (and, for the number of latents, an n_latents = 0 baseline). With one
+seed everything is described and E1 ("these checkpoints") is tested, but nothing is
+inferred across seeds.
 
     >>> analysis = analyze_records(records, rng=np.random.default_rng(0))  # doctest: +SKIP
     >>> tables = tables_from_analysis(analysis)  # doctest: +SKIP
@@ -56,6 +58,32 @@ Schema (every float rounded to 10 significant digits; NaN/inf become null):
       depth_agreement {n_items, kendall_tau_b, spearman, share_equal} annotations vs lines
       erank_length_spearman             Spearman of seed-mean erank with n_tokens
       notes[]
+    q5[]              matrix-CODI latent thoughts per (config_label, task, mode, T) whose
+                      unablated rows carry non-empty latent_erank lists (one group per number
+                      of latents; latents numbered from 1: Z_1 is the first thought)
+      <group keys without site>, n_latents, n_seeds, seeds, n_items, latents [1..n],
+      mean_profile [erank of Z_1..Z_n], per_seed_profile (n_seeds x n_latents)
+      claims[]        each with aspect ("profile" | "depth"): slope per latent step
+                      (primary, family q5|..), Z_n minus Z_1 (secondary, q5-change|..), both
+                      need >= 2 latents; mean latent erank per unit depth adjusted for log
+                      n_tokens (E1 = clustered OLS): depth_annotations (primary,
+                      q5-depth|..), depth_lines (secondary, q5-depth-lines|..)
+      depth           null when depth is unknown, else {n_items, n_excluded_unknown_depth,
+                      length_adjusted, kendall_tau_b, partial_spearman, depth_agreement
+                      (as in q4), erank_length_spearman, per_latent}
+        per_latent    exploratory (BH) length-adjusted depth slope of each latent's erank:
+                      {label, latents, estimate[], e1[], e3[], p[], p_method ("p_e3" with
+                      >= 2 seeds, else "p_e1"), p_bh[], unit}
+      notes[]
+    q5_latents[]      number of latents: L_n minus the no-thought baseline L_0 on unablated
+                      rows, paired per (train_seed, item), per base model (config_label
+                      without its "-L<n>" suffix, task, mode, T) and outcome (correct in pp,
+                      answer_loglik in nats); absent without an L_0 group
+      config_label (the base label), task, mode, n_iterations, outcome, unit,
+      reference_n_latents (0), n_latents [..] (all, 0 first), n_seeds, seeds, n_items
+      means[]         {n_latents, estimate, per_seed} scaled outcome mean of each L_n
+      claims[]        one per n > 0 with n_latents; family q5-latents|base|..|outcome
+      notes[]
     scans[]           exploratory (Benjamini-Hochberg) over sites of one group
       <group keys without site>, outcome, test (what was scanned), label "exploratory",
       sites [..], p_e3 [..] per site, p_bh [..] BH-adjusted
@@ -83,6 +111,8 @@ Claim dict (one tested statement, two-sided tests):
     verdict           a key of ablate.stats.claims.VERDICTS (across_seeds, ...)
     notes[]           why something is missing or descriptive only
     k                 (Q1 unablated contrast, Q2) the rank k
+    aspect            (Q5) "profile" (over latent steps) or "depth"
+    n_latents         (Q5 number of latents) the n of the contrast L_n minus L_0
     p_tost_e1, p_tost_e3, equivalent_e3   (Q2) equivalence within the margin, or null
 """
 
@@ -98,6 +128,7 @@ from ablate.errors import AblateError
 from ablate.stats.ablation_analysis import analyse_site
 from ablate.stats.claims import AnalysisContext, GroupKey, apply_holm, json_ready
 from ablate.stats.erank_analysis import analyse_depth, analyse_heads, analyse_iterations
+from ablate.stats.latent_analysis import analyse_latent_counts, analyse_latents
 from ablate.stats.multiplicity import benjamini_hochberg
 from ablate.stats.power import mde_table
 from ablate.stats.tables import tables_from_analysis
@@ -109,6 +140,8 @@ logger = logging.getLogger(__name__)
 REQUIRED_COLUMNS = ("config_label", "task", "mode", "n_iterations", "intervention", "site",
                     "k", "draw", "train_seed", "item_id")
 ABLATIONS = ("svd_rank_k", "random_rank_k")
+# Families whose claims share the Holm step (each claim's ``family`` is its Holm family).
+CLAIM_FAMILIES = ("q1", "q2", "q3", "q3_heads", "q4", "q5", "q5_latents")
 
 
 def analyze_records(records: pd.DataFrame, *, rng: np.random.Generator, level: float = 0.95,
@@ -125,7 +158,7 @@ def analyze_records(records: pd.DataFrame, *, rng: np.random.Generator, level: f
     settings = {"level": level, "n_boot": n_boot, "alpha": alpha, "tost_margin": tost_margin}
     analysis: dict[str, Any] = {"schema": "ablate.stats/1", "settings": settings, "notes": [],
                                 "levels": [], "q1": [], "q2": [], "q3": [], "q3_heads": [],
-                                "q4": [], "scans": [],
+                                "q4": [], "q5": [], "q5_latents": [], "scans": [],
                                 "power": {"variance_components": []}}
     context = AnalysisContext(rng=rng, level=level, n_boot=n_boot, alpha=alpha,
                               tost_margin=tost_margin)
@@ -148,18 +181,20 @@ def analyze_records(records: pd.DataFrame, *, rng: np.random.Generator, level: f
         if not unablated.empty:
             analyse_iterations(analysis, group, unablated, context)
             analyse_depth(analysis, group, unablated, context)
+            analyse_latents(analysis, group, unablated, context)
         logger.info("analysed %s: %d site(s)", group, len(sites))
     analyse_heads(analysis, records, context)
-    claims = [claim for family in ("q1", "q2", "q3", "q3_heads", "q4")
+    analyse_latent_counts(analysis, records, context)
+    claims = [claim for family in CLAIM_FAMILIES
               for entry in analysis[family] for claim in entry["claims"]]
     apply_holm(claims, alpha=alpha)
     analysis["power"]["mde_table"] = mde_table().to_dict(orient="records")
     analysis["power"]["recommendation"] = (
         "use >= 5 seeds for across-seed (E3) claims and >= 4 checkpoints per arm for "
         "training-time comparisons")
-    if not any(analysis[f] for f in ("q1", "q2", "q3", "q4")):
+    if not any(analysis[f] for f in ("q1", "q2", "q3", "q4", "q5", "q5_latents")):
         analysis["notes"].append("no family applied: records have no svd_rank_k ranks, "
-                                 "random draws, erank_per_iter or depth")
+                                 "random draws, erank_per_iter, depth or latent_erank")
     return json_ready(analysis)
 
 

@@ -30,7 +30,7 @@ from ablate.stats.intervals import (
     counts_from_indices,
     interval_from_replicates,
 )
-from ablate.stats.trend import ModelFit
+from ablate.stats.trend import ModelFit, model_coefficient
 
 MAX_LEVELS = 200  # beyond this many depth values the per-replicate Kendall is cheaper
 
@@ -148,10 +148,8 @@ def _ols_cluster(erank: np.ndarray, depth: np.ndarray, log_tokens: np.ndarray | 
         fit = smf.ols(formula, table).fit(cov_type="cluster",
                                           cov_kwds={"groups": table["problem"].to_numpy()},
                                           use_t=True)
-    low, high = fit.conf_int(alpha=1 - level).loc["depth"]
-    return ModelFit(float(fit.params["depth"]), (float(low), float(high)),
-                    float(fit.pvalues["depth"]),
-                    f"OLS {formula}, problem-clustered SE, t reference")
+    return model_coefficient(fit, "depth", level=level,
+                             method=f"OLS {formula}, problem-clustered SE, t reference")
 
 
 def depth_association(erank: np.ndarray, depth: np.ndarray, n_tokens: np.ndarray, *,

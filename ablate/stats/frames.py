@@ -1,10 +1,11 @@
 """Adapters from per-item records (one row per job x item, see docs/architecture.md) to the
 (n_seeds, n_items) arrays the statistics take, aligned on item_id and sorted by seed.
 
-Selections filter on config_label, task, mode, n_iterations, intervention, site, k and
-draw; ``None`` selects NA (e.g. ``k=None`` for unablated rows). The seed axis is
-``train_seed``; rows repeated for a (train_seed, item_id) pair are an error, since they
-would silently double-weight items.
+Selections filter on config_label, task, mode, n_iterations, intervention, site, k, draw
+and, for matrix-CODI study records, n_latents and latent_index; ``None`` selects NA (e.g.
+``k=None`` for unablated rows, ``latent_index=None`` for edits of every latent). The seed
+axis is ``train_seed``; rows repeated for a (train_seed, item_id) pair are an error, since
+they would silently double-weight items.
 
     >>> svd4 = pivot_condition(records, "correct", intervention="svd_rank_k", k=4)  # doctest: +SKIP
     >>> svd4.values.shape  # (n_seeds, n_items)  # doctest: +SKIP
@@ -21,7 +22,7 @@ import pandas as pd
 from ablate.errors import AblateError, unknown_name_error
 
 SELECTION_KEYS = ("config_label", "task", "mode", "n_iterations", "intervention", "site", "k",
-                  "draw")
+                  "draw", "n_latents", "latent_index")
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ import logging
 import math
 import warnings
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -117,16 +118,43 @@ def _long_table(stacked: np.ndarray, ks: tuple[int, ...]) -> pd.DataFrame:
     })
 
 
+# A coefficient variance below (ROUNDING x the spread of y per unit of x)^2 is rounding noise.
+ROUNDING = 1e-8
+
+
+def model_coefficient(fit: Any, name: str, *, level: float, method: str,
+                      scale: float = 1.0) -> ModelFit:
+    """``scale`` x coefficient ``name`` of a fitted statsmodels regression, with its interval
+    at ``level`` (ends ordered) and two-sided p.
+
+    When the regressor explains nothing within any cluster (e.g. every problem has the same
+    outcome at every k) the clustered variance is zero up to rounding: sqrt of a tiny
+    negative number would warn, and a tiny positive one would give a meaningless p. Such
+    a fit gets a NaN interval and p with a note instead."""
+    column = list(fit.model.exog_names).index(name)
+    estimate = scale * float(fit.params[name])
+    variance = float(np.asarray(fit.cov_params())[column, column])
+    spread_x = float(np.std(fit.model.exog[:, column]))
+    unit = float(np.std(fit.model.endog)) / spread_x if spread_x > 0 else 0.0
+    if not variance > (ROUNDING * unit) ** 2:
+        return ModelFit(estimate, (math.nan, math.nan), math.nan, method,
+                        note=f"the model variance of the {name} coefficient is zero up to "
+                             "rounding (the outcome does not vary with it within any "
+                             "problem): no model interval")
+    with np.errstate(invalid="ignore", divide="ignore"):
+        low, high = sorted(scale * fit.conf_int(alpha=1 - level).loc[name].to_numpy())
+        p = float(fit.pvalues[name])
+    return ModelFit(estimate, (float(low), float(high)), p, method)
+
+
 def _ols_cluster(table: pd.DataFrame, scale: float, level: float) -> ModelFit:
     # A constant outcome (e.g. 0% accuracy everywhere) has zero variance: NaN p, no warning.
     with np.errstate(invalid="ignore", divide="ignore"):
         fit = smf.ols("y ~ log2k + C(seed)", table).fit(
             cov_type="cluster", cov_kwds={"groups": table["problem"].to_numpy()}, use_t=True)
-    low, high = fit.conf_int(alpha=1 - level).loc["log2k"]
-    return ModelFit(estimate=float(-scale * fit.params["log2k"]),
-                    interval=(float(-scale * high), float(-scale * low)),
-                    p=float(fit.pvalues["log2k"]),
-                    method="OLS y ~ log2k + C(seed), problem-clustered SE, t reference")
+    return model_coefficient(fit, "log2k", level=level, scale=-scale,
+                             method="OLS y ~ log2k + C(seed), problem-clustered SE, "
+                                    "t reference")
 
 
 def _gee_odds_ratio(table: pd.DataFrame, level: float) -> ModelFit:
@@ -175,6 +203,8 @@ def accuracy_trend(values_by_k: dict[int, np.ndarray], *, rng: np.random.Generat
     slope = mean_interval(per_item_slope, rng=rng, level=level, n_boot=n_boot)
     table = _long_table(stacked, ks)
     slope_ols = _ols_cluster(table, scale, level)
+    if slope_ols.note:
+        notes.append(f"E1 model: {slope_ols.note}")
     fit_gee = binary if gee is None else gee
     if fit_gee and not binary:
         raise AblateError("gee=True needs a 0/1 outcome; pass gee=None for other outcomes")
