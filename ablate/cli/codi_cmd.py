@@ -133,7 +133,8 @@ def train_command(
              "eval_items": eval_items, "seed": seed}
     values.update({k: v for k, v in flags.items() if v is not None})
     if task_option:
-        values["task_options"] = {**values.get("task_options", CodiTrainConfig().task_options),
+        defaults = CodiTrainConfig(task=values.get("task", "synthetic")).task_options
+        values["task_options"] = {**(values.get("task_options") or defaults or {}),
                                   **_options(task_option, "--task-option")}
     config = CodiTrainConfig.from_dict(values, config_file or "flags")
     with console.status("training") as status:

@@ -51,14 +51,18 @@ SPECIALS = ("<pad>", "<bot>", "<eot>")
 Progress = Callable[[int, dict[str, float]], None]
 
 
+# The synthetic task's defaults for CODI: depth 1-3 with small numbers, the setting in
+# which a tiny CPU model beats every constant answer within minutes (checkpoints/codi-synthetic).
+SYNTHETIC_OPTIONS = {"min_depth": 1, "max_depth": 3, "n_items": 20000}
+
+
 @dataclass(frozen=True)
 class CodiTrainConfig:
     """Everything a native CODI training run depends on (see the module docstring)."""
 
     # data
     task: str = "synthetic"
-    task_options: dict[str, Any] = field(
-        default_factory=lambda: {"min_depth": 1, "max_depth": 3, "n_items": 20000})
+    task_options: dict[str, Any] | None = None  # None: SYNTHETIC_OPTIONS for synthetic, else {}
     data_path: str | None = None
     train_split: str = "train"
     eval_split: str | None = None  # None: "validation" when the task has one, else "test"
@@ -96,6 +100,9 @@ class CodiTrainConfig:
     version: int = TRAIN_CONFIG_VERSION
 
     def __post_init__(self) -> None:
+        if self.task_options is None:
+            default = dict(SYNTHETIC_OPTIONS) if self.task == "synthetic" else {}
+            object.__setattr__(self, "task_options", default)
         if self.version != TRAIN_CONFIG_VERSION:
             raise AblateError(f"CODI train config version {self.version} is not supported "
                               f"(expected {TRAIN_CONFIG_VERSION})")

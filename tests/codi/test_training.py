@@ -82,3 +82,10 @@ def test_a_short_run_trains_and_reports_the_chance_baselines():
     metrics = result.metrics
     assert metrics["eval_split"] == "validation" and metrics["eval_items"] == 3
     assert 0 <= metrics["chance"] <= metrics["best_constant"] <= 1
+
+
+def test_task_options_default_to_the_synthetic_settings_only_for_the_synthetic_task():
+    # The synthetic defaults (depth etc.) are not options of other tasks, so they must not leak.
+    assert CodiTrainConfig().task_options["max_depth"] == 3
+    assert CodiTrainConfig(task="gsm8k").task_options == {}
+    assert CodiTrainConfig.from_dict(CodiTrainConfig(task="gsm8k").to_dict()).task_options == {}
