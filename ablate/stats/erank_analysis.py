@@ -78,6 +78,18 @@ def _checkpoints(rows: pd.DataFrame) -> dict[int, tuple[str, ...]] | None:
     return {int(seed): value for seed, value in grouped.items()}
 
 
+def _shared_seeds(checkpoints_a: dict[int, tuple[str, ...]] | None,
+                  checkpoints_b: dict[int, tuple[str, ...]] | None) -> list[int]:
+    """Seeds whose checkpoints are the same under both heads (the paired design); empty
+    when the heads were trained separately (any seed present in both differs)."""
+    if checkpoints_a is None or checkpoints_b is None:
+        return []
+    common = sorted(set(checkpoints_a) & set(checkpoints_b))
+    if not common or any(checkpoints_a[s] != checkpoints_b[s] for s in common):
+        return []
+    return common
+
+
 def analyse_heads(analysis: dict[str, Any], records: pd.DataFrame,
                   context: AnalysisContext) -> None:
     """Compare every pair of heads (config labels) that share task, mode and T."""
@@ -101,11 +113,20 @@ def _compare(analysis: dict[str, Any], records: pd.DataFrame, head_a: GroupKey,
              head_b: GroupKey, context: AnalysisContext) -> None:
     rows_a, rows_b = _unablated(records, head_a), _unablated(records, head_b)
     checkpoints_a, checkpoints_b = _checkpoints(rows_a), _checkpoints(rows_b)
-    paired = checkpoints_a is not None and checkpoints_a == checkpoints_b
+    notes: list[str] = []
+    shared = _shared_seeds(checkpoints_a, checkpoints_b)
+    paired = bool(shared)
+    if paired and (set(checkpoints_a or ()) | set(checkpoints_b or ())) != set(shared):
+        # Heads swapped on the same checkpoints, but a seed ran under one head only: pair
+        # on the seeds both heads have rather than lose the pairing altogether.
+        left_out = sorted((set(checkpoints_a or ()) | set(checkpoints_b or ())) - set(shared))
+        notes.append(f"paired on the {len(shared)} seed(s) both heads evaluated; seed(s) "
+                     f"{left_out} ran under one head only and are left out")
+        rows_a = rows_a[rows_a["train_seed"].isin(shared)]
+        rows_b = rows_b[rows_b["train_seed"].isin(shared)]
     family = f"q3|{head_a.task}|{head_a.mode}|T={head_a.n_iterations}"
     claim_text = f"slope of {head_a.config_label} differs from {head_b.config_label}"
     slope_a, slope_b = context.slopes[head_a], context.slopes[head_b]
-    notes: list[str] = []
     welch = None
     if paired:
         erank_a, erank_b = pivot_erank(rows_a), pivot_erank(rows_b)

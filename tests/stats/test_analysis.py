@@ -99,6 +99,18 @@ def test_separate_checkpoints_compare_heads_by_checkpoint_with_a_warning() -> No
     assert any("checkpoints" in note for note in heads["notes"])
 
 
+def test_heads_on_the_same_checkpoints_pair_on_the_seeds_both_ran() -> None:
+    # Seed 2 ran under one head only: the comparison stays paired on seeds 0 and 1.
+    a = make_records(n_items=20, n_draws=2, ks=(1, 2))
+    b = make_records(n_items=20, n_draws=2, ks=(1, 2), config_label="collapse",
+                     erank_slope=-0.1)
+    records = pd.concat([a, b[b["train_seed"] < 2]], ignore_index=True)
+    heads = analyze_records(records, rng=np.random.default_rng(3), n_boot=N_BOOT)["q3_heads"][0]
+    assert heads["design"] == "paired"
+    assert heads["claims"][0]["n_seeds"] == 2
+    assert any("[2]" in note and "left out" in note for note in heads["notes"])
+
+
 def test_tables_are_tidy_and_cover_every_claim(analysis: dict) -> None:
     tables = tables_from_analysis(analysis)
     assert len(tables["q1"]) == sum(len(e["claims"]) for e in analysis["q1"])
