@@ -58,7 +58,7 @@ def q5_blocks(entry: Mapping[str, Any], level: float) -> list[Block]:
     for claim in (c for c in entry["claims"] if c.get("aspect") == "profile"):
         if claim["role"] == "primary":
             lead = (f"Over the {n_latents} latent thoughts, effective rank "
-                    f"{change_text(claim['estimate'], 'per latent step')}.")
+                    f"{change_text(claim['estimate'], 'erank per latent step')}.")
         else:
             lead = (f"Z_{n_latents} minus Z_1: {number(claim['estimate'], signed=True)} "
                     "erank.")

@@ -88,7 +88,7 @@ def latent_depth_panel(records: pd.DataFrame, entry: Mapping[str, Any]) -> Depth
             "length_adjusted": depth.get("length_adjusted"),
             "erank_length_spearman": depth.get("erank_length_spearman")}
     return _depth_panel(records, view, LATENT_ERANK, lambda values: values.mean(axis=2),
-                        measure="mean effective rank of the latent thoughts")
+                        measure="mean latent erank")
 
 
 def _depth_panel(records: pd.DataFrame, entry: Mapping[str, Any], column: str,

@@ -31,6 +31,37 @@ def _task_text(task: Mapping[str, Any]) -> str:
     return text
 
 
+def _grid_facts(config: Mapping[str, Any]) -> list[str]:
+    """Tasks, interventions, T and eval seeds of an ``ablate run`` grid."""
+    return [
+        "Tasks: " + ("; ".join(_task_text(t) for t in config.get("tasks", [])) or "unknown"),
+        "Interventions: " + ("; ".join(_intervention_text(i)
+                                       for i in config.get("interventions", [])) or "none"),
+        f"Iterations T: {config.get('iterations', 'unknown')}; eval seeds: "
+        f"{config.get('eval_seeds', 'unknown')}",
+    ]
+
+
+def _study_facts(config: Mapping[str, Any]) -> list[str]:
+    """The same facts for a matrix-CODI study (ablate.codi.study_config)."""
+    task = config.get("task", {})
+    options = ", ".join(f"{k}={v}" for k, v in (task.get("options") or {}).items())
+    checkpoint = config.get("checkpoint", {})
+    targets = ", ".join("every latent" if t == "all" else f"latent.{t}"
+                        for t in config.get("targets", []))
+    return [
+        f"Matrix-CODI study of `{checkpoint.get('label')}` ({checkpoint.get('kind')} "
+        "checkpoint), greedy decoding, answers scored by CODI's rule",
+        f"Task: `{task.get('name')}` {task.get('split', '')} split"
+        + (f", first {task['limit']} items" if task.get("limit") else "")
+        + (f" ({options})" if options else ""),
+        f"Numbers of latents: {config.get('n_latents')} (0 = no thoughts); cuts: `svd_rank_k` "
+        f"and {config.get('random_draws', 0)} `random_rank_k` draw(s) for k in "
+        f"{config.get('ks')} on {targets or 'no latent'}",
+        f"Eval seeds: {config.get('eval_seeds', 'unknown')}",
+    ]
+
+
 def group_sizes(run: RunAnalysis) -> TableView:
     """Per group: seeds, items, conditions and records actually analysed."""
     records = run.records
@@ -108,18 +139,16 @@ def provenance_blocks(run: RunAnalysis) -> list[Block]:
         f"Python {manifest.get('python', 'unknown')} on {manifest.get('platform', 'unknown')}"
         + (f"; {libraries}" if libraries else ""),
         f"Jobs: {run.n_jobs - len(run.missing_jobs)} of {run.n_jobs} finished",
-        "Tasks: " + ("; ".join(_task_text(t) for t in config.get("tasks", [])) or "unknown"),
-        "Interventions: " + ("; ".join(_intervention_text(i)
-                                       for i in config.get("interventions", [])) or "none"),
-        f"Iterations T: {config.get('iterations', 'unknown')}; eval seeds: "
-        f"{config.get('eval_seeds', 'unknown')}",
+        *(_study_facts(config) if "n_latents" in config else _grid_facts(config)),
         f"Statistics: {settings.level:.0%} intervals, {settings.n_boot} bootstrap replicates, "
         f"alpha {alpha}, equivalence margin {margin}, generator seed {settings.seed} "
         f"(from {settings.source})",
     ]
     blocks: list[Block] = [Heading(2, "What was run"), Bullets(tuple(facts))]
+    listed = config.get("checkpoints") or ([config["checkpoint"]] if "checkpoint" in config
+                                           else [])
     checkpoints = [(str(c.get("label")), str(c.get("train_seed", "")), f"{c.get('path')}")
-                   for c in config.get("checkpoints", [])]
+                   for c in listed]
     if checkpoints:
         blocks.append(Table(TableView("checkpoints", "Checkpoints (from the resolved config)",
                                       ("head", "train seed", "path"), tuple(checkpoints))))

@@ -12,7 +12,7 @@ from typing import Any
 
 import pandas as pd
 
-CLAIM_FAMILIES = ("q1", "q2", "q3", "q3_heads", "q4")
+CLAIM_FAMILIES = ("q1", "q2", "q3", "q3_heads", "q4", "q5", "q5_latents")
 
 
 def _flatten(record: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:

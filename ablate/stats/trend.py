@@ -127,10 +127,10 @@ def model_coefficient(fit: Any, name: str, *, level: float, method: str,
     """``scale`` x coefficient ``name`` of a fitted statsmodels regression, with its interval
     at ``level`` (ends ordered) and two-sided p.
 
-    When the regressor explains nothing within any cluster (e.g. every problem has the same
-    outcome at every k) the clustered variance is zero up to rounding: sqrt of a tiny
-    negative number would warn, and a tiny positive one would give a meaningless p. Such
-    a fit gets a NaN interval and p with a note instead."""
+    When the fit is degenerate (e.g. every problem has the same outcome at every k, or the
+    model fits exactly) the clustered variance is zero up to rounding: sqrt of a tiny
+    negative number would warn, and a tiny positive one would give a p made of rounding.
+    Such a fit gets a NaN interval and p with a note instead."""
     column = list(fit.model.exog_names).index(name)
     estimate = scale * float(fit.params[name])
     variance = float(np.asarray(fit.cov_params())[column, column])
@@ -138,9 +138,9 @@ def model_coefficient(fit: Any, name: str, *, level: float, method: str,
     unit = float(np.std(fit.model.endog)) / spread_x if spread_x > 0 else 0.0
     if not variance > (ROUNDING * unit) ** 2:
         return ModelFit(estimate, (math.nan, math.nan), math.nan, method,
-                        note=f"the model variance of the {name} coefficient is zero up to "
-                             "rounding (the outcome does not vary with it within any "
-                             "problem): no model interval")
+                        note=f"the clustered variance of the {name} coefficient is zero up "
+                             "to rounding (a degenerate fit: e.g. the outcome does not vary "
+                             f"with {name} within any problem): no model interval or p")
     with np.errstate(invalid="ignore", divide="ignore"):
         low, high = sorted(scale * fit.conf_int(alpha=1 - level).loc[name].to_numpy())
         p = float(fit.pvalues[name])

@@ -34,7 +34,8 @@ def test_report_writes_markdown_html_json_every_table_and_every_figure(report, r
     pngs = sorted((out / "figures").glob("*.png"))
     assert sorted(int(p.name[3:5]) for p in pngs) == list(range(1, 11))
     assert all(p.with_suffix(".svg").is_file() for p in pngs)
-    assert report.missing == ()
+    # Figures 11 and 12 (matrix-CODI latent thoughts) need latent_erank, which it lacks.
+    assert {m.number for m in report.missing} == {11, 12}
     assert set(report.files) == {str(p.relative_to(out)) for p in out.rglob("*") if p.is_file()}
 
 

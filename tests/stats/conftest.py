@@ -61,3 +61,53 @@ def make_records(*, n_seeds: int = 3, n_items: int = 40, ks: tuple[int, ...] = (
 @pytest.fixture
 def records() -> pd.DataFrame:
     return make_records()
+
+
+# Truth of make_codi_records: erank per latent step, per calculator annotation beyond length,
+# and accuracy with and without latent thoughts.
+LATENT_SLOPE = -0.3
+LATENT_DEPTH_EFFECT = 0.2
+ACCURACY = {0: 0.3, 6: 0.7}
+UNKNOWN_DEPTH_ITEMS = (0, 1)
+
+
+def make_codi_records(*, n_seeds: int = 3, n_items: int = 60,
+                      latent_counts: tuple[int, ...] = (0, 6), label: str = "codi",
+                      seed: int = 0) -> pd.DataFrame:
+    """Unablated matrix-CODI study records (one group "<label>-L<n>" per number of latents)
+    in the study schema. The effective rank of latent Z_j is 4 + LATENT_SLOPE (j - 1) +
+    LATENT_DEPTH_EFFECT depth + 0.8 log(n_tokens) + noise: depth drives it beyond length,
+    and length (which grows with depth) confounds an unadjusted slope. Accuracy is
+    ACCURACY[n] (0.5 for other n); the first items have no annotations (depth NA)."""
+    rng = np.random.default_rng(seed)
+    depth = rng.integers(1, 6, n_items)
+    n_target = 8 + 6 * depth + rng.integers(0, 8, n_items)
+    rows = []
+    for train_seed in range(n_seeds):
+        seed_shift = rng.normal(0, 0.1)
+        for n in latent_counts:
+            n_prompt = 40 + n
+            correct = rng.random(n_items) < ACCURACY.get(n, 0.5)
+            for j in range(n_items):
+                log_tokens = np.log(n_prompt + n_target[j])
+                erank = [4.0 + LATENT_SLOPE * step + LATENT_DEPTH_EFFECT * depth[j]
+                         + 0.8 * log_tokens + seed_shift + rng.normal(0, 0.1)
+                         for step in range(n)]
+                rows.append({
+                    "job_id": f"{label}-s{train_seed}__L{n}", "checkpoint": f"ckpt-{train_seed}",
+                    "config_label": f"{label}-L{n}", "train_seed": train_seed, "eval_seed": 0,
+                    "task": "gsm8k", "split": "test", "mode": "generative", "n_iterations": 1,
+                    "condition": "none", "intervention": "none", "site": "none", "k": None,
+                    "draw": None, "item_id": f"item{j:03d}",
+                    "depth_annotations": None if j in UNKNOWN_DEPTH_ITEMS else int(depth[j]),
+                    "depth_lines": None if j in UNKNOWN_DEPTH_ITEMS else int(depth[j]) + j % 2,
+                    "n_prompt_tokens": n_prompt, "n_target_tokens": int(n_target[j]),
+                    "answer_loglik": float(-4.0 + 2.0 * (n > 0) + rng.normal(0, 0.5)),
+                    "correct": float(correct[j]), "erank_per_iter": None,
+                    "n_latents": n, "latent_index": None, "latent_erank": erank,
+                    "latent_erank_mean": float(np.mean(erank)) if erank else float("nan"),
+                })
+    frame = pd.DataFrame(rows)
+    for column in ("k", "draw", "depth_annotations", "depth_lines", "latent_index"):
+        frame[column] = frame[column].astype("Int64")
+    return frame
