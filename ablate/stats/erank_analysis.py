@@ -17,7 +17,12 @@ from scipy import stats
 from ablate.errors import AblateError
 from ablate.stats.ablation_analysis import ONE_SEED_NOTE, add_variance_entry
 from ablate.stats.claims import AnalysisContext, GroupKey, interval_claim
-from ablate.stats.depth import depth_agreement, depth_association
+from ablate.stats.depth import (
+    DepthResult,
+    RankAssociation,
+    depth_agreement,
+    depth_association,
+)
 from ablate.stats.frames import check_aligned, item_covariates, pivot_erank
 from ablate.stats.iterations import (
     compare_heads_paired,
@@ -194,49 +199,74 @@ def analyse_depth(analysis: dict[str, Any], group: GroupKey, unablated: pd.DataF
     erank = pivot_erank(unablated)
     final = erank.values[:, :, -1]  # (n_seeds, n_items): erank of M(T)
     covariates = item_covariates(unablated, erank.item_ids)
+    notes: list[str] = []
+    results, claims = depth_claims(analysis, group, final, covariates, context,
+                                   measure="effective rank at M(T)",
+                                   families=("q4", "q4-lines"), question="Q4", notes=notes)
+    if "depth_annotations" not in results:
+        return
+    summary = depth_summary(results["depth_annotations"], final, covariates)
+    analysis["q4"].append({
+        **group.as_dict(), "erank_iteration": erank.values.shape[2] - 1, **summary,
+        "claims": claims,
+        "notes": notes + ([f"{summary['n_excluded_unknown_depth']} item(s) with unknown "
+                           "depth excluded"] if summary["n_excluded_unknown_depth"] else [])
+                 + ([] if len(erank.seeds) >= 2 else [ONE_SEED_NOTE])})
+
+
+DEPTH_COLUMNS = (("depth_annotations", "primary"), ("depth_lines", "secondary"))
+
+
+def depth_claims(analysis: dict[str, Any], group: GroupKey, erank: np.ndarray,
+                 covariates: pd.DataFrame, context: AnalysisContext, *, measure: str,
+                 families: tuple[str, str], question: str, notes: list[str],
+                 ) -> tuple[dict[str, DepthResult], list[dict[str, Any]]]:
+    """Length-adjusted depth slopes of ``erank`` (n_seeds, n_items), per item covariates
+    from ``item_covariates``: calculator annotations (primary, family ``families[0]``) and
+    solution lines (secondary, ``families[1]``), each where depth is known for >= 3 items
+    and takes >= 2 values. A fit that fails becomes a run note, a degenerate E1 model a note
+    in ``notes``. Returns the results by depth column and the claims."""
     options = {"rng": context.rng, "level": context.level, "n_boot": context.n_boot}
-    claims = []
-    results = {}
-    for column, role in (("depth_annotations", "primary"), ("depth_lines", "secondary")):
+    n_tokens = covariates["n_tokens"].to_numpy()
+    claims, results = [], {}
+    for (column, role), family in zip(DEPTH_COLUMNS, families, strict=True):
         depth = covariates[column].to_numpy()
         known = depth[np.isfinite(depth)]
         if known.size < 3 or np.unique(known).size < 2:
             continue
         try:
-            result = depth_association(final, depth, covariates["n_tokens"].to_numpy(),
+            result = depth_association(erank, depth, n_tokens,
                                        rank_statistics=role == "primary", **options)
         except AblateError as error:
-            analysis["notes"].append(f"{group.as_dict()} Q4 on {column}: {error}")
+            analysis["notes"].append(f"{group.as_dict()} {question} on {column}: {error}")
             continue
         results[column] = result
         ols = result.adjusted_slope_ols
         assert ols is not None  # model_e1 defaults to True
+        if ols.note:
+            notes.append(f"{column} E1 model: {ols.note}")
         claims.append(interval_claim(
-            result.adjusted_slope, claim=f"effective rank at M(T) changes with {column}, "
-            "adjusted for log n_tokens", family=group.family("q4" if role == "primary" else
-                                                             "q4-lines"),
-            unit=f"erank per unit of {column}", role=role,
-            e1_model={"interval": ols.interval, "p": ols.p, "method": ols.method}))
-    if "depth_annotations" not in results:
-        return
-    primary = results["depth_annotations"]
-    mean_erank = final.mean(axis=0)
-    analysis["q4"].append({
-        **group.as_dict(), "erank_iteration": erank.values.shape[2] - 1,
-        "n_items": primary.n_items, "n_excluded_unknown_depth": primary.n_excluded,
-        "length_adjusted": primary.length_adjusted, "claims": claims,
-        "kendall_tau_b": _rank_dict(primary.kendall_tau_b),
-        "partial_spearman": _rank_dict(primary.partial_spearman),
-        "depth_agreement": depth_agreement(covariates["depth_annotations"].to_numpy(),
-                                           covariates["depth_lines"].to_numpy()),
-        "erank_length_spearman": float(stats.spearmanr(mean_erank,
-                                                       covariates["n_tokens"]).statistic),
-        "notes": ([f"{primary.n_excluded} item(s) with unknown depth excluded"]
-                  if primary.n_excluded else [])
-                 + ([] if len(erank.seeds) >= 2 else [ONE_SEED_NOTE])})
+            result.adjusted_slope, claim=f"{measure} changes with {column}, adjusted for log "
+            "n_tokens", family=group.family(family), unit=f"erank per unit of {column}",
+            role=role, e1_model={"interval": ols.interval, "p": ols.p, "method": ols.method}))
+    return results, claims
 
 
-def _rank_dict(association: Any) -> dict[str, Any] | None:
+def depth_summary(primary: DepthResult, erank: np.ndarray, covariates: pd.DataFrame
+                  ) -> dict[str, Any]:
+    """The descriptive part of a depth entry: sizes, rank correlations, the agreement of
+    the two depth measures and the erank-length correlation (the confounding check)."""
+    return {"n_items": primary.n_items, "n_excluded_unknown_depth": primary.n_excluded,
+            "length_adjusted": primary.length_adjusted,
+            "kendall_tau_b": rank_dict(primary.kendall_tau_b),
+            "partial_spearman": rank_dict(primary.partial_spearman),
+            "depth_agreement": depth_agreement(covariates["depth_annotations"].to_numpy(),
+                                               covariates["depth_lines"].to_numpy()),
+            "erank_length_spearman": float(stats.spearmanr(
+                erank.mean(axis=0), covariates["n_tokens"]).statistic)}
+
+
+def rank_dict(association: RankAssociation | None) -> dict[str, Any] | None:
     if association is None:
         return None
     return {"estimate": association.estimate, "interval": list(association.interval),

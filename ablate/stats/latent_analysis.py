@@ -17,17 +17,12 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from ablate.errors import AblateError
 from ablate.stats.ablation_analysis import ONE_SEED_NOTE, add_variance_entry
 from ablate.stats.claims import AnalysisContext, GroupKey, interval_claim
-from ablate.stats.depth import (
-    DepthResult,
-    RankAssociation,
-    depth_agreement,
-    depth_association,
-)
+from ablate.stats.depth import DepthResult, depth_association
+from ablate.stats.erank_analysis import depth_claims, depth_summary
 from ablate.stats.frames import (
     SeedItemArray,
     check_aligned,
@@ -41,8 +36,6 @@ from ablate.stats.multiplicity import benjamini_hochberg
 
 LATENT_ERANK = "latent_erank"
 START = 0  # every latent thought is a step of thinking (unlike M(0), the embedding)
-DEPTHS = (("depth_annotations", "primary", "q5-depth"),
-          ("depth_lines", "secondary", "q5-depth-lines"))
 # outcome -> (scale from the record column, unit) for the number-of-latents contrasts.
 LATENT_OUTCOMES = {"correct": (100.0, "pp"), "answer_loglik": (1.0, "nats")}
 LATENT_SUFFIX = re.compile(r"-L\d+$")
@@ -74,9 +67,8 @@ def analyse_latents(analysis: dict[str, Any], group: GroupKey, unablated: pd.Dat
     notes: list[str] = []
     claims = _profile_claims(analysis, group, erank, context, notes)
     covariates = item_covariates(unablated, erank.item_ids)
-    depth, depth_claims = _depth(analysis, group, values.mean(axis=2), covariates, context,
-                                 notes)
-    claims += depth_claims
+    depth, found = _depth(analysis, group, values.mean(axis=2), covariates, context, notes)
+    claims += found
     if depth is not None:
         depth["per_latent"] = _per_latent_depth(values, covariates, context)
     if len(erank.seeds) < 2:
@@ -115,44 +107,17 @@ def _profile_claims(analysis: dict[str, Any], group: GroupKey, erank: SeedItemAr
     ]
 
 
-def _rank_dict(association: RankAssociation | None) -> dict[str, Any] | None:
-    if association is None:
-        return None
-    return {"estimate": association.estimate, "interval": list(association.interval),
-            "p": association.p, "method": association.method}
-
-
 def _depth(analysis: dict[str, Any], group: GroupKey, mean_erank: np.ndarray,
            covariates: pd.DataFrame, context: AnalysisContext, notes: list[str]
            ) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
     """Mean latent erank per item (n_seeds, n_items) against depth, adjusted for log
-    n_tokens: annotations (primary) and solution lines (secondary, own family). Returns
-    the summary (None when the primary depth cannot be tested) and the claims."""
-    options = {"rng": context.rng, "level": context.level, "n_boot": context.n_boot}
-    n_tokens = covariates["n_tokens"].to_numpy()
-    claims, results = [], {}
-    for column, role, prefix in DEPTHS:
-        depth = covariates[column].to_numpy()
-        known = depth[np.isfinite(depth)]
-        if known.size < 3 or np.unique(known).size < 2:
-            continue
-        try:
-            result = depth_association(mean_erank, depth, n_tokens,
-                                       rank_statistics=role == "primary", **options)
-        except AblateError as error:
-            analysis["notes"].append(f"{group.as_dict()} Q5 on {column}: {error}")
-            continue
-        results[column] = result
-        ols = result.adjusted_slope_ols
-        assert ols is not None  # model_e1 defaults to True
-        if ols.note:
-            notes.append(f"{column} E1 model: {ols.note}")
-        claims.append(interval_claim(
-            result.adjusted_slope, claim=f"mean latent effective rank changes with {column}, "
-            "adjusted for log n_tokens", family=group.family(prefix),
-            unit=f"erank per unit of {column}", role=role,
-            e1_model={"interval": ols.interval, "p": ols.p, "method": ols.method})
-            | {"aspect": "depth"})
+    n_tokens, as Q4 does for M(T). Returns the summary (None when the primary depth cannot
+    be tested) and the claims."""
+    results, claims = depth_claims(analysis, group, mean_erank, covariates, context,
+                                   measure="mean latent effective rank",
+                                   families=("q5-depth", "q5-depth-lines"), question="Q5",
+                                   notes=notes)
+    claims = [claim | {"aspect": "depth"} for claim in claims]
     primary: DepthResult | None = results.get("depth_annotations")
     if primary is None:
         notes.append("depth (calculator annotations) is known for fewer than 3 problems or "
@@ -161,15 +126,7 @@ def _depth(analysis: dict[str, Any], group: GroupKey, mean_erank: np.ndarray,
     if primary.n_excluded:
         notes.append(f"{primary.n_excluded} problem(s) with unknown depth excluded from the "
                      "depth statistics")
-    seed_mean = mean_erank.mean(axis=0)
-    return {"n_items": primary.n_items, "n_excluded_unknown_depth": primary.n_excluded,
-            "length_adjusted": primary.length_adjusted,
-            "kendall_tau_b": _rank_dict(primary.kendall_tau_b),
-            "partial_spearman": _rank_dict(primary.partial_spearman),
-            "depth_agreement": depth_agreement(covariates["depth_annotations"].to_numpy(),
-                                               covariates["depth_lines"].to_numpy()),
-            "erank_length_spearman": float(stats.spearmanr(seed_mean,
-                                                           n_tokens).statistic)}, claims
+    return depth_summary(primary, mean_erank, covariates), claims
 
 
 def _per_latent_depth(values: np.ndarray, covariates: pd.DataFrame,
