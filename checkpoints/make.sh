@@ -5,20 +5,20 @@
 # Two trainings run at once (one per head, one thread each); each runs its three seeds in
 # turn. Rerunning resumes an interrupted seed and skips finished ones; pass --no-resume in
 # EXTRA to retrain from scratch:   EXTRA=--no-resume checkpoints/make.sh
-# Logs go to $LOG_DIR (default /tmp); STEPS (default 2000) and OUT_DIR (default checkpoints)
+# Logs go to $LOG_DIR (default /tmp); STEPS (default 1200) and OUT_DIR (default checkpoints)
 # override the step count and where the checkpoints are written.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 LOG_DIR=${LOG_DIR:-/tmp}
 EXTRA=${EXTRA:-}
-STEPS=${STEPS:-2000}
+STEPS=${STEPS:-1200}
 OUT_DIR=${OUT_DIR:-checkpoints}
 
 COMMON=(
   --mat-dim 8 --layers 2 --heads 4 --iterations 4 --max-len 256
-  --seq-len 128 --batch-size 8 --steps "$STEPS" --lr 0.05 --warmup 50
+  --seq-len 256 --batch-size 8 --steps "$STEPS" --lr 0.05 --warmup 50
   --weight-decay 0.01 --grad-clip 1.0 --dropout 0.0
-  --data synthetic:n_items=10000 --val-items 200 --eval-every 500
+  --data synthetic:n_items=10000 --val-items 200 --eval-every 400
   --seed 0,1,2 --device cpu --threads 1
 )
 
