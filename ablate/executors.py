@@ -279,13 +279,29 @@ def check_experiment(experiment: Experiment, *, checkpoints: bool = True) -> Che
     for entry in experiment.checkpoints:
         facts = _check_checkpoint(experiment, entry, summary)
         summary.checkpoints.append(facts)
-        tokenizer = _checkpoint(entry.path, entry.overrides).tokenizer
-        key = (tokenizer, facts["vocab_size"], facts["max_len"])
+        loaded = _checkpoint(entry.path, entry.overrides)
+        tokenizer, window = loaded.tokenizer, trained_window(loaded.info.metadata)
+        key = (tokenizer, facts["vocab_size"], facts["max_len"], window)
         if key not in checked:
             for spec, items in loaded_items:
-                _check_encodes(tokenizer, spec, items, facts, entry.path)
+                lengths = _check_encodes(tokenizer, spec, items, facts, entry.path)
+                beyond = sum(n > window for n in lengths) if window is not None else 0
+                if beyond:
+                    summary.notes.append(
+                        f"{beyond} of {len(items)} {spec.name}/{spec.split} items are longer "
+                        f"than the {window}-token windows the checkpoints were trained on "
+                        f"(e.g. {entry.path}; items up to {max(lengths)} tokens): positions "
+                        f"past {window} were never trained, so those items are out of "
+                        "distribution")
             checked.append(key)
     return summary
+
+
+def trained_window(metadata: dict[str, Any]) -> int | None:
+    """The training window (tokens) an ``ablate train`` checkpoint recorded, else None."""
+    config = (metadata.get("training") or {}).get("config") or {}
+    window = config.get("seq_len")
+    return int(window) if isinstance(window, int) else None
 
 
 def _check_checkpoint(experiment: Experiment, entry: Any, summary: CheckSummary) -> dict:
@@ -322,7 +338,9 @@ def _check_checkpoint(experiment: Experiment, entry: Any, summary: CheckSummary)
 
 
 def _check_encodes(tokenizer: Any, spec: TaskSpec, items: list[Any], facts: dict,
-                   checkpoint: str) -> None:
+                   checkpoint: str) -> list[int]:
+    """Raise unless every item encodes (and, teacher-forced, fits max_len); returns the
+    teacher-forced sequence lengths in tokens (none in generative mode)."""
     from ablate.evaluation.teacher_forced import encode_forced
     from ablate.tasks.prompts import teacher_forced_example
     from ablate.tokenizer import check_encodable
@@ -334,7 +352,9 @@ def _check_encodes(tokenizer: Any, spec: TaskSpec, items: list[Any], facts: dict
             check_encodable(tokenizer, example.prompt + example.target,
                             f"{spec.name}[{spec.split}] item {item.item_id}",
                             vocab_size=facts["vocab_size"])
-        if spec.mode == "teacher_forced":
-            encode_forced(tokenizer, items, task.text_format, facts["max_len"])
+        if spec.mode != "teacher_forced":
+            return []
+        examples = encode_forced(tokenizer, items, task.text_format, facts["max_len"])
     except AblateError as err:
         raise AblateError(f"checkpoint {checkpoint}: {err}") from None
+    return [len(e.prompt_ids) + len(e.target_ids) for e in examples]

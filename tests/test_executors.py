@@ -164,6 +164,22 @@ def test_check_rejects_what_does_not_fit_the_checkpoints(tmp_path, changes, frag
     assert "\n" not in str(err.value)
 
 
+@pytest.mark.parametrize("window, noted", [(64, True), (256, False), (None, False)])
+def test_check_notes_items_longer_than_the_training_window(tmp_path, window, noted):
+    # Positions past the windows a checkpoint was trained on were never trained: say so
+    # (once per tokenizer and window), and say nothing when the window is unknown.
+    model = tiny_model(0, max_len=256)
+    training = {} if window is None else {"training": {"config": {"seq_len": window}}}
+    save_checkpoint(model, ByteTokenizer(), tmp_path / "ckpt" / "multiprobe-seed0",
+                    metadata={"command": "test", "seed": 0, **training})
+    tasks = [{"name": "synthetic", "split": "test", "limit": 3, "mode": "teacher_forced"}]
+    summary = check_experiment(load_experiment(write_experiment(tmp_path, tasks=tasks)).resolve())
+    notes = [n for n in summary.notes if "out of distribution" in n]
+    assert len(notes) == noted
+    if noted:
+        assert notes[0].startswith("3 of 3 synthetic/test items are longer than the 64-token")
+
+
 def test_check_rejects_data_the_tokenizer_cannot_encode(tmp_path):
     from tokenizers import Tokenizer, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast

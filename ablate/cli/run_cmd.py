@@ -155,6 +155,9 @@ def run(
     console = Console(stderr=True)
     with console.status("checking checkpoints, tasks and interventions"):
         summary = check_experiment(experiment)
+    for note in summary.notes:
+        if "out of distribution" in note:  # identity notes are listed by `ablate validate`
+            console.print(f"warning: {note}")
     with _RichProgress(console) as progress:
         result = run_experiment(experiment, run_dir, executor=chosen, progress=progress,
                                 experiment_file=str(file))
