@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pandas as pd
@@ -198,3 +199,20 @@ def test_check_rejects_data_the_tokenizer_cannot_encode(tmp_path):
     with pytest.raises(AblateError, match="does not survive encode/decode") as err:
         check_experiment(experiment)
     assert "multiprobe-seed0" in str(err.value) and "\n" not in str(err.value)
+
+
+def test_openr1_runs_teacher_forced_from_a_local_file_in_the_hub_schema(tmp_path):
+    # The shipped OpenR1 experiment's task block, on a local file: numeric golds are
+    # scored, a proof problem is excluded, and every record carries the task's name.
+    lines = [{"uuid": f"u{i}", "problem": f"Compute {i} + {i}.",
+              "solution": f"We add: $\\boxed{{{2 * i}}}$", "answer": str(2 * i)}
+             for i in range(1, 4)]
+    lines.append({"uuid": "p", "problem": "Prove it.", "solution": "Done.", "answer": "proof"})
+    data = tmp_path / "openr1.jsonl"
+    data.write_text("\n".join(json.dumps(line) for line in lines) + "\n")
+    tasks = [{"name": "openr1", "split": "train", "path": str(data), "mode": "teacher_forced",
+              "options": {"numeric_only": True}}]
+    experiment = load_experiment(write_experiment(tmp_path, tasks=tasks)).resolve()
+    frame = run_job(expand_jobs(experiment)[0])
+    assert set(frame["task"]) == {"openr1"} and frame["item_id"].nunique() == 3
+    assert frame["answer_loglik"].lt(0).all() and frame["bits_per_byte"].gt(0).all()
