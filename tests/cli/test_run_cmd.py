@@ -31,7 +31,7 @@ def one_line_error(capsys) -> str:
 def test_shipped_experiments_exist():
     assert {p.name for p in EXPERIMENTS} >= {
         "quickstart.toml", "rank_projection_gsm8k.toml", "rank_projection_openr1.toml",
-        "starting_embedding_rank.toml", "codi_rank_dynamics.toml"}
+        "starting_embedding_rank.toml", "codi_rank_dynamics.toml", "loop_rank.toml"}
 
 
 @pytest.mark.parametrize("path", EXPERIMENTS, ids=lambda p: p.name)
@@ -40,8 +40,8 @@ def test_every_shipped_experiment_passes_structural_validation(path, capsys):
     assert "structure OK" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("name", ["rank_projection_gsm8k.toml", "rank_projection_openr1.toml",
-                                  "starting_embedding_rank.toml"])
+@pytest.mark.parametrize("name", ["loop_rank.toml", "rank_projection_gsm8k.toml",
+                                  "rank_projection_openr1.toml", "starting_embedding_rank.toml"])
 def test_full_validation_without_the_real_checkpoints_points_to_the_structural_mode(name, capsys):
     # These files name checkpoints/real/..., which only exist where the models were trained.
     if list((REPO / "checkpoints" / "real").glob("round2-seed*")):
