@@ -107,7 +107,9 @@ def train_command(
     gamma: float = typer.Option(None, "--gamma", help="Distillation weight."),
     lr: float = typer.Option(None, "--lr"),
     steps: int = typer.Option(None, "--steps", help="Maximum optimiser steps."),
-    time_limit: float = typer.Option(None, "--time-limit", help="Stop training after seconds."),
+    time_limit: float = typer.Option(
+        None, "--time-limit", help="Also stop after this many seconds (results then depend "
+        "on the machine's speed; default: no limit)."),
     batch_size: int = typer.Option(None, "--batch-size"),
     eval_items: int = typer.Option(None, "--eval-items"),
     seed: int = typer.Option(None, "--seed"),

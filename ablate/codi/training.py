@@ -95,7 +95,7 @@ class CodiTrainConfig:
     betas: list[float] = field(default_factory=lambda: [0.9, 0.98])
     warmup_steps: int = 50
     max_steps: int = 600
-    time_limit_s: float = 900.0
+    time_limit_s: float | None = None  # wall-clock cap; None: stop at max_steps only
     batch_size: int = 16
     grad_clip: float = 1.0
     seed: int = 0
@@ -217,7 +217,8 @@ def train_codi(config: CodiTrainConfig, *, progress: Progress | None = None,
     history: list[dict[str, float]] = []
     codi.train()
     step = 0
-    while step < config.max_steps and time.monotonic() - started < config.time_limit_s:
+    limit = math.inf if config.time_limit_s is None else config.time_limit_s
+    while step < config.max_steps and time.monotonic() - started < limit:
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(config, step)
         chosen = [examples[i] for i in rng.integers(len(examples), size=config.batch_size)]
