@@ -163,7 +163,9 @@ def eval_command(
     tokenizer: str = typer.Option(None, "--tokenizer", help="GPT-2 tokenizer dir (research)."),
     base: str = typer.Option(None, "--base", help="Local GPT-2 directory (research)."),
     n_head: int = typer.Option(None, "--n-head", help="GPT-2 heads if not inferable."),
-    task: str = typer.Option("synthetic", "--task"),
+    task: str = typer.Option(
+        None, "--task", help="Default: the task the checkpoint was trained on (native), "
+        "else synthetic."),
     task_option: TaskOptions = None,
     split: str = typer.Option("test", "--split"),
     data_path: str = typer.Option(None, "--data-path"),
@@ -188,13 +190,19 @@ def eval_command(
 
     _threads(threads)
     solver = _load_solver(checkpoint, kind, tokenizer, base, n_head, device)
+    options = _options(task_option, "--task-option")
+    if task is None:  # the training distribution, with --task-option on top
+        trained = _trained_task(checkpoint) if kind == "native" else None
+        task, options = (trained[0], {**trained[1], **options}) if trained else \
+            ("synthetic", options)
     n_latents = latents if latents is not None else (
         solver.settings.n_latents if hasattr(solver, "settings") else solver.n_latents)
-    source = get_task(task, **_options(task_option, "--task-option"))
+    source = get_task(task, **options)
     items = source.load(split, path=data_path, limit=limit)
     outcomes = evaluate_items(solver, items, n_latents, batch_size=batch_size,
                               max_question_tokens=max_question_tokens)
-    report: dict[str, Any] = {"checkpoint": checkpoint, "task": task, "split": split,
+    report: dict[str, Any] = {"checkpoint": checkpoint, "task": task, "task_options": options,
+                              "split": split,
                               "n_items": len(items), "n_latents": n_latents,
                               "accuracy": accuracy(outcomes)}
     report["best_constant_answer"], report["best_constant"] = best_constant(items)
@@ -217,6 +225,16 @@ def eval_command(
     for key, value in report.items():
         table.add_row(key, f"{value:.4f}" if isinstance(value, float) else str(value))
     console.print(table)
+
+
+def _trained_task(checkpoint: str) -> tuple[str, dict[str, Any]] | None:
+    """(task, task options) a native CODI checkpoint was trained on, from its metadata."""
+    from ablate.checkpoint import load_checkpoint
+
+    config = load_checkpoint(checkpoint).info.metadata.get("train_config") or {}
+    if "task" not in config:
+        return None
+    return str(config["task"]), dict(config.get("task_options") or {})
 
 
 @codi_app.command("study")

@@ -30,6 +30,9 @@ def test_train_then_inspect_then_eval(tmp_path, capsys):
     assert main(["codi", "eval", str(out), "--limit", "3", "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["n_items"] == 3 and 0.0 <= report["accuracy"] <= 1.0
+    # Without --task, eval reads the training distribution recorded in the checkpoint.
+    assert report["task"] == "synthetic" and report["task_options"]["n_items"] == 20
+    assert report["task_options"]["max_value"] == 5
     assert len(report["latent_erank_mean"]) == 2
 
 
