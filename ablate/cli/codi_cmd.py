@@ -253,15 +253,11 @@ def study_command(
 def run_study_file(file: str | Path, out: str | Path | None, *, limit: int | None = None) -> None:
     """Run a study file into ``out`` (default runs/<name>) and print its summary table;
     ``ablate codi study`` and ``ablate run`` on a study file both end here."""
-    from dataclasses import replace
-
     from ablate.codi.study import run_study, summarize
     from ablate.codi.study_config import load_study
     from ablate.store import read_records
 
-    study = load_study(file)
-    if limit is not None:
-        study = replace(study, task=replace(study.task, limit=limit))
+    study = load_study(file).with_limit(limit)
     run_dir = str(out) if out is not None else str(Path("runs") / study.name)
     with console.status("study") as status:
         result = run_study(study, run_dir, experiment_file=str(file),

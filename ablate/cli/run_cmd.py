@@ -73,19 +73,15 @@ def validate(
 
 def _validate_study(file: Path, *, checkpoints: bool, limit: int | None) -> None:
     """A CODI study's structure, then (unless ``checkpoints`` is False) its model and items."""
-    from dataclasses import replace
-
     from ablate.codi.study import expand_latent_conditions, load_solver, load_study_items
     from ablate.codi.study_config import load_study
 
-    study = load_study(file)
+    study = load_study(file).with_limit(limit)
     console = Console(soft_wrap=True)
     if not checkpoints:
         console.print(f"{file}: structure OK (a matrix-CODI study); checkpoint not checked "
                       "(--no-checkpoints)")
         return
-    if limit is not None:
-        study = replace(study, task=replace(study.task, limit=limit))
     solver = load_solver(study)
     items = load_study_items(study)
     unknown = sum(not item.depth_annotations for item in items)

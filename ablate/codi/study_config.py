@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -96,6 +96,11 @@ class StudyConfig:
             minimum = 0 if name == "random_draws" else 1
             if getattr(self, name) < minimum:
                 raise AblateError(f"{where}: {name}={getattr(self, name)} must be >= {minimum}")
+
+    def with_limit(self, limit: int | None) -> StudyConfig:
+        """The same study on at most ``limit`` problems (None: unchanged); the limit is part
+        of the config hash, so a limited study gets its own run directory."""
+        return self if limit is None else replace(self, task=replace(self.task, limit=limit))
 
     def to_dict(self) -> dict[str, Any]:
         """TOML/JSON-ready values (None dropped, tuples as lists)."""
