@@ -73,6 +73,9 @@ class MatrixThinkerConfig(PretrainedConfig):
         self.n_iterations = int(n_iterations)
         self.specials = list(specials or [])
         self.ablate_config_version = int(ablate_config_version)
+        # Before PretrainedConfig.__init__: its own validation reads head_dim, which
+        # divides by n_heads, so a bad value must stop here with a readable error.
+        self.validate()
         super().__init__(**kwargs)
         self.validate()
 

@@ -9,8 +9,8 @@ tests and the CLI tests share it.
 
 from __future__ import annotations
 
-import argparse
 import json
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -27,7 +27,8 @@ REFERENCE_CASES = [
     "attn3d_multiprobe__small_init",
     "byte_frobenius_multiprobe__small_init",
 ]
-TINY_SIDECAR = {"n_heads": 2}  # tiny models have d = 4, which has no research n_heads default
+# What a tiny model's weights cannot say (d = 4 has no research defaults to assume).
+TINY_SIDECAR = {"n_heads": 2, "attention": "frobenius"}
 
 
 def write_research(
@@ -53,10 +54,12 @@ def write_research(
 
 
 def tiny_research(folder: Path, seed: int = 0, sidecar: dict | None = None, **overrides) -> Path:
-    """A tiny model's state dict as a research best.pt with a sidecar giving n_heads."""
+    """A tiny model's state dict as a research best.pt with a sidecar giving its n_heads and
+    attention (``sidecar={}`` writes one that states neither)."""
     model = tiny_model(seed, **overrides)
+    stated = {"n_heads": model.config.n_heads, "attention": model.config.attention}
     return write_research(folder, model.state_dict(),
-                          sidecar=TINY_SIDECAR if sidecar is None else sidecar)
+                          sidecar=stated if sidecar is None else sidecar)
 
 
 def spec_state_dict(d: int, n_layers: int, n_probes: int, vocab_size: int,
@@ -139,10 +142,14 @@ def _empty(tmp_path: Path) -> tuple[Path, dict]:
     return path, {}
 
 
-def _refused_pickle(tmp_path: Path) -> tuple[Path, dict]:
+def _whole_pickled_model(tmp_path: Path) -> tuple[Path, dict]:
+    return write_research(tmp_path / "pickled", tiny_model(), sidecar=TINY_SIDECAR), {}
+
+
+def _blocked_global(tmp_path: Path) -> tuple[Path, dict]:
     state = tiny_model().state_dict()
-    return write_research(tmp_path / "pickled", {"model": state, "args": argparse.Namespace(
-        lr=3e-4)}, sidecar=TINY_SIDECAR), {}
+    return write_research(tmp_path / "blocked", {"model": state, "hook": os.system},
+                          sidecar=TINY_SIDECAR), {}
 
 
 def _nan_weight(tmp_path: Path) -> tuple[Path, dict]:
@@ -200,7 +207,8 @@ BAD_INPUTS: dict[str, Callable[[Path], tuple[Path, dict]]] = {
     "truncated_half": _half,
     "random_bytes": _random_bytes,
     "empty_file": _empty,
-    "pickle_refused_by_weights_only": _refused_pickle,
+    "whole_pickled_model": _whole_pickled_model,
+    "pickled_os_function": _blocked_global,
     "nan_weight": _nan_weight,
     "inf_weight": _inf_weight,
     "sidecar_shape_disagrees": _sidecar_disagrees,
