@@ -237,7 +237,7 @@ def _native_settings(
     stored = config_values(config)
     native = read_mapping({k: stored[k] for k in ("attention", "n_heads", "embedding",
                                                   "embedding_rank", "head")},
-                          f"{CONFIG_FILE} of {target.name}", "native")[0]
+                          f"the checkpoint's {CONFIG_FILE}", "native")[0]
     head = flags.values.get("head")
     if head is not None and head != config.head:
         raise AblateError(

@@ -166,11 +166,11 @@ def test_native_configs_state_every_fact_which_overrides_may_repeat_not_contradi
                                             "n_heads": 2}).info
     assert (info.config["n_iterations"], info.config["attention"]) == (5, "frobenius")
     assert any("n_iterations overridden" in note for note in info.notes)
-    assert info.settings["n_heads"] == {"value": 2, "source": "config.json of ck",
+    assert info.settings["n_heads"] == {"value": 2, "source": "the checkpoint's config.json",
                                         "how": "stated"}
     assert info.assumed == []
     with pytest.raises(AblateError, match=r"attention is matrix3d by --attention but frobenius "
-                                          r"by config.json of ck"):
+                                          r"by the checkpoint's config.json"):
         load_checkpoint(path, overrides={"attention": "matrix3d"}, overrides_from="flags")
     with pytest.raises(AblateError, match=r"n_heads=0 from --n-heads is not a divisor of d=4"):
         load_checkpoint(path, overrides={"n_heads": 0}, overrides_from="flags")

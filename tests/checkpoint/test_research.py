@@ -359,5 +359,6 @@ def test_codi_checkpoint_is_recognised(tmp_path):
     state = {"gpt2.transformer.wte.weight": torch.zeros(3, 2),
              "bottleneck.w_up.bias": torch.zeros(2)}
     path = write_research(tmp_path, {"model": state, "use_matrix_bottleneck": True})
-    with pytest.raises(AblateError, match="matrix-CODI checkpoint"):
+    with pytest.raises(AblateError, match="matrix-CODI checkpoint") as err:
         load_checkpoint(path)
+    assert f"inspect it with: ablate codi inspect {path} --kind research" in str(err.value)
