@@ -32,6 +32,7 @@ from ablate.errors import AblateError
 logger = logging.getLogger(__name__)
 
 VERIFY_TOKENS = 16  # positions per row of the verification batch (fewer if max_len is smaller)
+VERIFY_MAX_ITERATIONS = 8  # the check runs at T = min(the config's n_iterations, this)
 
 
 @dataclass
@@ -64,7 +65,8 @@ def convert_checkpoint(
     overrides_from: str = "overrides",
 ) -> Conversion:
     """Load the research checkpoint ``source``, save it natively, and check that the saved
-    copy gives bit-identical logits on a small batch at T = the config's n_iterations.
+    copy gives bit-identical logits on a small batch at T = the config's n_iterations
+    (at most ``VERIFY_MAX_ITERATIONS``).
     ``overrides`` and ``overrides_from`` are ``load_checkpoint``'s."""
     original = load_checkpoint(source, overrides=overrides, overrides_from=overrides_from)
     if original.info.format != "research":
@@ -86,7 +88,7 @@ def convert_checkpoint(
     config = original.model.config
     ids, _ = probe_batch(original.tokenizer, config.vocab_size,
                          min(VERIFY_TOKENS, config.max_len))
-    T = config.n_iterations
+    T = min(config.n_iterations, VERIFY_MAX_ITERATIONS)
     with torch.no_grad():
         before = original.model(ids, T).logits
     if not bool(torch.isfinite(before).all()):

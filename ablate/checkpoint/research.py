@@ -26,7 +26,7 @@ from typing import Any
 
 import torch
 
-from ablate.errors import AblateError
+from ablate.errors import AblateError, shown
 
 WRAPPER_KEYS = ("model_state_dict", "model", "state_dict")
 # Entries of a wrapped checkpoint dict that may hold the run's config (a dict, an
@@ -242,7 +242,7 @@ def infer_shapes(state: Mapping[str, torch.Tensor], source: str) -> Shapes:
     """Read d, V, P, NL, K, the head type and the embedding width from tensor shapes."""
     for key in ("embed_u.weight", "pos_u.weight"):
         if key not in state:
-            first = ", ".join(list(state)[:3])
+            first = ", ".join(shown(k) for k in list(state)[:3])
             if any(k.startswith(("gpt2.", "bottleneck.")) for k in state):
                 raise AblateError(
                     f"{source}: a matrix-CODI checkpoint (keys gpt2.*, bottleneck.*), not a "

@@ -15,6 +15,7 @@ Values are read into ablate's key names; ``ablate.checkpoint.settings`` resolves
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -61,6 +62,11 @@ class Source:
     variant: str | None = None
     implied: set[str] = field(default_factory=set)  # keys set by ``variant``
     unreadable: dict[str, Any] = field(default_factory=dict)
+    file: str | None = None  # the full path, for errors about the file itself
+
+    @property
+    def named(self) -> str:
+        return self.file or self.name
 
     def where(self, key: str) -> str:
         """How an error names the place this source gives ``key``."""
@@ -77,12 +83,13 @@ class Source:
         return self.name
 
 
-def read_mapping(raw: Mapping[str, Any], name: str, kind: str) -> list[Source]:
+def read_mapping(raw: Mapping[str, Any], name: str, kind: str,
+                 file: str | None = None) -> list[Source]:
     """The source ``raw`` is, plus one for each research script or experiment name it
     gives. Keys ablate has no use for are skipped (sidecars are the research code's files).
     Values ablate cannot read are errors, except in embedded configs, which cannot be
     edited: there they are kept in ``unreadable`` and the fact counts as unstated."""
-    source = Source(name, kind)
+    source = Source(name, kind, file=file)
     strict = kind != "embedded"
     raw = dict(raw)
     for key, aliases in KEY_ALIASES.items():
@@ -106,7 +113,8 @@ def read_mapping(raw: Mapping[str, Any], name: str, kind: str) -> list[Source]:
         if raw["embedding"] in EMBEDDINGS:
             values["embedding"] = raw["embedding"]
         elif strict:
-            raise unknown_name_error(f"embedding (in {name})", str(raw["embedding"]), EMBEDDINGS)
+            raise unknown_name_error(f"embedding (in {source.named})", str(raw["embedding"]),
+                                     EMBEDDINGS)
         else:
             source.unreadable["embedding"] = raw["embedding"]
     if raw.get("variant") is not None:
@@ -124,18 +132,19 @@ def _read(source: Source, key: str, value: Any, parse: Any, strict: bool,
             return
         expected = f"one of {allowed}" if allowed else (
             "a number" if key == "dropout" else "an integer")
-        raise AblateError(f"{source.name}: {key}={value!r} is not {expected}; fix it there"
+        raise AblateError(f"{source.named}: {key}={value!r} is not {expected}; fix it there"
                           ) from None
 
 
 def _integer(value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != int(value):
+    if (isinstance(value, bool) or not isinstance(value, (int, float))
+            or not math.isfinite(value) or value != int(value)):
         raise ValueError(value)
     return int(value)
 
 
 def _number(value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         raise ValueError(value)
     return float(value)
 
@@ -145,7 +154,7 @@ def _read_variant(source: Source, variant: str, strict: bool) -> None:
         if not strict:
             source.unreadable["variant"] = variant
             return
-        raise AblateError(f"{source.name}: {unknown_name_error('variant', variant, VARIANTS)}")
+        raise AblateError(f"{source.named}: {unknown_name_error('variant', variant, VARIANTS)}")
     source.variant = variant
     for key, implied in zip(("attention", "head"), VARIANTS[variant], strict=True):
         if key not in source.values:
@@ -153,7 +162,7 @@ def _read_variant(source: Source, variant: str, strict: bool) -> None:
             source.implied.add(key)
         elif source.values[key] != implied:
             raise AblateError(
-                f"{source.name}: variant '{variant}' implies {key}={implied} but {key}="
+                f"{source.named}: variant '{variant}' implies {key}={implied} but {key}="
                 f"{source.values[key]} is also given; drop one of the two"
             )
 
@@ -195,7 +204,8 @@ def read_sidecars(checkpoint: Path) -> tuple[list[Source], dict[str, Any]]:
     metadata: dict[str, Any] = {"sidecars": []}
     config_file = folder / "config.json"
     if config_file.is_file():
-        sources += read_mapping(read_json(config_file), config_file.name, "sidecar")
+        sources += read_mapping(read_json(config_file), config_file.name, "sidecar",
+                                str(config_file))
         metadata["sidecars"].append(str(config_file))
     results_file = folder / "results.json"
     if results_file.is_file():
@@ -203,7 +213,8 @@ def read_sidecars(checkpoint: Path) -> tuple[list[Source], dict[str, Any]]:
         block = raw.get("config", {})
         if not isinstance(block, Mapping):
             raise AblateError(f"{results_file}: 'config' is not an object; fix or remove the file")
-        sources += read_mapping(block, f"{results_file.name} (config)", "sidecar")
+        sources += read_mapping(block, f"{results_file.name} (config)", "sidecar",
+                                str(results_file))
         sources += _named_runs({"experiment": raw.get("experiment")}, results_file.name,
                                "sidecar")
         metadata["sidecars"].append(str(results_file))

@@ -16,6 +16,9 @@ from ablate.report.views import TableView
 
 MAX_LISTED_JOBS = 25
 RECOMMENDED_SEEDS = 5
+# ablate.checkpoint.settings.FACTS: what changes a checkpoint's function but not its
+# weights (the default T and dropout, also recorded, leave the evaluated function alone).
+CHECKPOINT_FACTS = ("n_heads", "attention", "embedding")
 
 
 def _intervention_text(spec: Mapping[str, Any]) -> str:
@@ -97,9 +100,9 @@ def checkpoint_facts(manifest: Mapping[str, Any]) -> list[str]:
     "3 checkpoints (multiprobe): n_heads = 8 (from the n_heads override), ..."."""
     groups: dict[str, list[Mapping[str, Any]]] = {}
     for entry in manifest.get("checkpoints") or []:
-        text = ", ".join(_setting_text(name, setting)
-                         for name, setting in (entry.get("settings") or {}).items()
-                         if setting.get("how") != "default")
+        settings = entry.get("settings") or {}
+        text = ", ".join(_setting_text(name, settings[name]) for name in CHECKPOINT_FACTS
+                         if name in settings)
         groups.setdefault(text, []).append(entry)
     lines = []
     for text, entries in groups.items():

@@ -168,6 +168,15 @@ def _sidecar_disagrees(tmp_path: Path) -> tuple[Path, dict]:
     return tiny_research(tmp_path / "mismatch", sidecar={"mat_dim": 32, "n_heads": 2}), {}
 
 
+def _infinite_n_heads_in_sidecar(tmp_path: Path) -> tuple[Path, dict]:
+    return tiny_research(tmp_path / "inf_heads", sidecar={**TINY_SIDECAR,
+                                                          "n_heads": float("inf")}), {}
+
+
+def _dropout_out_of_range_in_sidecar(tmp_path: Path) -> tuple[Path, dict]:
+    return tiny_research(tmp_path / "dropout", sidecar={**TINY_SIDECAR, "dropout": 1.5}), {}
+
+
 def _unknown_variant_in_sidecar(tmp_path: Path) -> tuple[Path, dict]:
     return tiny_research(tmp_path / "variant",
                          sidecar={"variant": "round3_multiprobe", "n_heads": 2}), {}
@@ -195,6 +204,13 @@ def _missing_keys(tmp_path: Path) -> tuple[Path, dict]:
     return write_research(tmp_path / "missing_keys", state, sidecar=TINY_SIDECAR), {}
 
 
+def _control_character_in_key(tmp_path: Path) -> tuple[Path, dict]:
+    # A flipped byte can turn a '.' of a key into a newline; the error must stay one line.
+    state = tiny_model().state_dict()
+    state["layers.0.attn.q_proj\nA"] = state.pop("layers.0.attn.q_proj.A")
+    return write_research(tmp_path / "control", state, sidecar=TINY_SIDECAR), {}
+
+
 def _wrong_shape(tmp_path: Path) -> tuple[Path, dict]:
     state = tiny_model().state_dict()
     state["layers.0.think.scale"] = state["layers.0.think.scale"].reshape(1)  # (1,) not ()
@@ -213,14 +229,18 @@ BAD_INPUTS: dict[str, Callable[[Path], tuple[Path, dict]]] = {
     "inf_weight": _inf_weight,
     "sidecar_shape_disagrees": _sidecar_disagrees,
     "unknown_variant_in_sidecar": _unknown_variant_in_sidecar,
+    "infinite_n_heads_in_sidecar": _infinite_n_heads_in_sidecar,
+    "dropout_out_of_range_in_sidecar": _dropout_out_of_range_in_sidecar,
     "unknown_variant_flag": _unknown_variant_flag,
     "directory_with_neither": _neither,
     "missing_keys": _missing_keys,
     "wrong_shape": _wrong_shape,
+    "control_character_in_key": _control_character_in_key,
 }
 # The name an error must mention when it is not the checkpoint file itself.
 BAD_INPUT_NAMES = {
     "unknown_variant_in_sidecar": "config.json",
+    "infinite_n_heads_in_sidecar": "config.json",
     "unknown_variant_flag": "attn3d_multiprob",
 }
 
