@@ -199,7 +199,7 @@ def checkpoint_settings(experiment: Experiment) -> list[dict[str, Any]]:
     """Per checkpoint of a resolved experiment: what the weights do not give (attention,
     n_heads, ...), each value with its source, and the facts that were assumed rather
     than stated; for the run manifest, so a report can say where each came from."""
-    from ablate.checkpoint.loading import read_checkpoint
+    from ablate.checkpoint import read_checkpoint
     from ablate.checkpoint.settings import settings_dict
 
     found = []

@@ -216,6 +216,21 @@ def load_checkpoint(
     return Loaded(model.eval(), tokenizer, info)
 
 
+# Notes an ablate convert wrote before conversions recorded source_settings, when it
+# guessed a fact; such a copy's config.json states the guess.
+_OLD_ASSUMPTION_NOTES = {"n_heads": "n_heads assumed", "attention": "attention type assumed"}
+
+
+def _older_conversion(metadata: dict[str, Any], stored: dict[str, Any]) -> dict[str, Any]:
+    notes = metadata.get("source_notes")
+    if not isinstance(notes, list):
+        return {}
+    return {fact: {"value": stored[fact], "how": "assumed",
+                   "source": "guessed by an earlier ablate convert"}
+            for fact, text in _OLD_ASSUMPTION_NOTES.items()
+            if any(isinstance(n, str) and n.startswith(text) for n in notes)}
+
+
 def _checked_overrides(overrides: dict[str, Any] | None) -> dict[str, Any]:
     given = {k: v for k, v in (overrides or {}).items() if v is not None}
     for key in given:
@@ -250,7 +265,7 @@ def _native_settings(
     for key in (*FACTS, "embedding_rank"):
         agreed(key, [flags, native], str(target))
     recorded = metadata.get("source_settings")
-    recorded = recorded if isinstance(recorded, dict) else {}
+    recorded = recorded if isinstance(recorded, dict) else _older_conversion(metadata, stored)
     origin = metadata.get("source")
     settings: dict[str, Setting] = {}
     for fact in FACTS:

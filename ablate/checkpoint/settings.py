@@ -12,7 +12,7 @@ whose defaults the shapes match, and marked "assumed" wherever the config is sho
 source that gives one wins, else ablate's default.
 
     >>> resolved = resolve(shapes, sources, Path("best.pt"), style="flags")  # doctest: +SKIP
-    >>> resolved.settings["n_heads"].describe()                               # doctest: +SKIP
+    >>> resolved.settings["n_heads"].describe("n_heads")                      # doctest: +SKIP
     'n_heads = 8 (from results.json (config))'
 """
 
