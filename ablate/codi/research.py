@@ -287,8 +287,9 @@ class ResearchCodi(nn.Module):
                    f"use fewer than {n_latents} latents (--latents)")
             raise AblateError(
                 f"a problem of {len(example.question_ids)} question tokens needs GPT-2 "
-                f"position {top} (with <bot>, {n_latents} latents and {after} answer tokens) "
-                f"but this research CODI checkpoint has n_positions={positions}; {fix}")
+                f"position {top} (with <bot>, {n_latents} latents and up to {after} cue and "
+                f"answer tokens) but this research CODI checkpoint has n_positions={positions}; "
+                f"{fix}")
 
     def _solve_batch(self, batch: CodiBatch, n_latents: int, edit: LatentEdit | None,
                      max_new_tokens: int) -> list[Solution]:
