@@ -22,3 +22,11 @@ def unknown_name_error(kind: str, name: str, available: Iterable[str]) -> Ablate
     close = difflib.get_close_matches(name, names, n=1)
     hint = f" Did you mean '{close[0]}'?" if close else ""
     return AblateError(f"Unknown {kind} '{name}'.{hint} Available: {', '.join(names)}")
+
+
+def shown(name: str) -> str:
+    """A name from a file as an error shows it: as is when printable, else escaped, so a
+    damaged key (one holding a newline, say) cannot break the one-line error."""
+    if name.isprintable():
+        return name
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in name)

@@ -115,7 +115,8 @@ def run_experiment(
     jobs = expand_jobs(experiment)
     store = RunStore.open(run_dir, config=experiment.to_dict(),
                           config_hash=experiment.config_hash(),
-                          job_ids=[job.job_id for job in jobs], experiment_file=experiment_file)
+                          job_ids=[job.job_id for job in jobs], experiment_file=experiment_file,
+                          checkpoints=checkpoint_settings(experiment))
     with store:
         finished = store.finished()
         todo = [job for job in jobs if job.job_id not in finished]
@@ -190,7 +191,27 @@ def _checkpoint(path: str, overrides: dict[str, Any]) -> Any:
 def _load_checkpoint(path: str, overrides_json: str, modified: int) -> Any:
     from ablate.checkpoint import load_checkpoint
 
-    return load_checkpoint(path, overrides=json.loads(overrides_json))
+    return load_checkpoint(path, overrides=json.loads(overrides_json),
+                           overrides_from="experiment")
+
+
+def checkpoint_settings(experiment: Experiment) -> list[dict[str, Any]]:
+    """Per checkpoint of a resolved experiment: what the weights do not give (attention,
+    n_heads, ...), each value with its source, and the facts that were assumed rather
+    than stated; for the run manifest, so a report can say where each came from."""
+    from ablate.checkpoint import read_checkpoint
+    from ablate.checkpoint.settings import settings_dict
+
+    found = []
+    for entry in experiment.checkpoints:
+        resolved = read_checkpoint(entry.path, overrides=entry.overrides,
+                                   overrides_from="experiment")
+        settings = settings_dict(resolved.settings)
+        found.append({"path": entry.path, "label": entry.label,
+                      "train_seed": entry.train_seed, "format": resolved.kind,
+                      "settings": settings,
+                      "assumed": [k for k, v in settings.items() if v["how"] == "assumed"]})
+    return found
 
 
 @functools.lru_cache(maxsize=4)
@@ -308,8 +329,13 @@ def _check_checkpoint(experiment: Experiment, entry: Any, summary: CheckSummary)
     from ablate.interventions import validate_conditions
     from ablate.model.config import HEADS
 
-    config = _checkpoint(entry.path, entry.overrides).model.config
+    loaded = _checkpoint(entry.path, entry.overrides)
+    config = loaded.model.config
     d, n_layers = config.mat_dim, config.n_layers
+    assumed = [line for name, line in zip(loaded.info.settings, loaded.info.describe_settings(),
+                                          strict=True) if name in loaded.info.assumed]
+    if assumed:
+        summary.notes.append(f"checkpoint {entry.path}: {'; '.join(assumed)}")
     if entry.label in HEADS and entry.label != config.head:
         raise AblateError(
             f"{experiment.source}: checkpoint {entry.path} is labelled '{entry.label}' but "

@@ -39,8 +39,11 @@ from ablate.errors import AblateError
 VERSION = 1
 MODES = ("teacher_forced", "generative")
 # Loader settings a checkpoint file cannot tell (spec §3.6), passed to load_checkpoint;
-# "tokenizer" is a directory and resolves like every other path.
-OVERRIDE_KEYS = ("attention", "n_heads", "variant", "embedding", "embedding_rank", "tokenizer")
+# "tokenizer" is a directory and resolves like every other path. A stated value must agree
+# with the checkpoint's own config and sidecar files; assume_research_defaults = true lets
+# facts nothing states come from the research script defaults (recorded as assumed).
+OVERRIDE_KEYS = ("attention", "n_heads", "variant", "embedding", "embedding_rank", "tokenizer",
+                 "assume_research_defaults")
 # Settings that choose where/how fast records are computed or how they are analysed, not
 # which records exist: a run may resume with other values, so the hash leaves them out.
 UNHASHED_KEYS = ("device", "batch_size", "stats", "description")
@@ -414,6 +417,7 @@ def _parse_interventions(tables: Any, source: str) -> tuple[dict[str, Any], ...]
 def _parse_checkpoint(r: _Reader) -> CheckpointSpec:
     overrides = _Reader(r.table.get("overrides", {}), f"{r.where} overrides", r.source,
                         OVERRIDE_KEYS)
+    overrides.get("assume_research_defaults", bool, False)
     return CheckpointSpec(
         path=r.get("path", str),
         label=r.get("label", str),

@@ -3,7 +3,10 @@
 Layout of a run directory::
 
     manifest.json            resolved config, its hash, the job ids, package/git/library
-                             versions, python, platform, creation time, one entry per session
+                             versions, python, platform, creation time, one entry per session,
+                             and per checkpoint the facts its weights do not give with the
+                             source of each ("checkpoints": path, label, train_seed, format,
+                             settings {name: {value, source, how}}, assumed [names])
     records/<job_id>.parquet one row per (job, item, condition); written atomically
     .lock, owner.json        held while a run writes; owner.json names the process
 
@@ -66,16 +69,19 @@ class RunStore:
         config_hash: str,
         job_ids: Sequence[str],
         experiment_file: str | None = None,
+        checkpoints: Sequence[Mapping[str, Any]] | None = None,
     ) -> RunStore:
         """Lock ``run_dir`` and create its manifest, or check that the existing one was
-        written for ``config_hash`` (else refuse: records of two configs never mix)."""
+        written for ``config_hash`` (else refuse: records of two configs never mix).
+        ``checkpoints`` (what each checkpoint's config rests on) replaces the manifest's
+        entry on every session, like the unhashed settings."""
         root = Path(run_dir)
         _refuse_foreign_directory(root)
         (root / RECORDS).mkdir(parents=True, exist_ok=True)
         lock = _acquire(root)
         try:
             manifest = _open_manifest(root, dict(config), config_hash, list(job_ids),
-                                      experiment_file)
+                                      experiment_file, checkpoints)
             _remove_temp_files(root, root / RECORDS)
         except BaseException:
             _release(root, lock)
@@ -245,7 +251,8 @@ def _read_owner(path: Path) -> dict[str, Any]:
 
 
 def _open_manifest(root: Path, config: dict[str, Any], config_hash: str, job_ids: list[str],
-                   experiment_file: str | None) -> dict[str, Any]:
+                   experiment_file: str | None,
+                   checkpoints: Sequence[Mapping[str, Any]] | None) -> dict[str, Any]:
     env = environment()
     session = {"started": _now(), "pid": os.getpid(), **env}
     path = root / MANIFEST
@@ -271,6 +278,8 @@ def _open_manifest(root: Path, config: dict[str, Any], config_hash: str, job_ids
             "jobs": job_ids,
             "sessions": [],
         }
+    if checkpoints is not None:
+        manifest["checkpoints"] = [dict(c) for c in checkpoints]
     manifest["sessions"].append(session)
     _write_json(path, manifest)
     return manifest

@@ -216,3 +216,58 @@ def test_openr1_runs_teacher_forced_from_a_local_file_in_the_hub_schema(tmp_path
     frame = run_job(expand_jobs(experiment)[0])
     assert set(frame["task"]) == {"openr1"} and frame["item_id"].nunique() == 3
     assert frame["answer_loglik"].lt(0).all() and frame["bits_per_byte"].gt(0).all()
+
+
+def research_experiment(root: Path, overrides: dict) -> Path:
+    """A d = 16 byte model saved as a bare research best.pt (no sidecar), in an
+    experiment with the given [[checkpoints]] overrides."""
+    model = tiny_model(0, mat_dim=16, n_heads=2, n_probes=16, n_layers=1, max_len=256)
+    folder = root / "research-seed0"
+    folder.mkdir(parents=True)
+    torch.save(model.state_dict(), folder / "best.pt")
+    path = root / "exp.toml"
+    entry = {"path": "research-seed0/best.pt", "label": "multiprobe", "overrides": overrides}
+    path.write_text(tomli_w.dumps({**EXPERIMENT, "checkpoints": [entry], "iterations": [1]}))
+    return path
+
+
+def test_a_research_checkpoint_with_unstated_facts_is_refused_naming_the_overrides(tmp_path):
+    experiment = load_experiment(research_experiment(tmp_path, {})).resolve()
+    with pytest.raises(AblateError) as err:
+        check_experiment(experiment)
+    assert str(err.value).endswith(
+        'n_heads and attention are not in the weights and nothing states them; pass '
+        'n_heads = H and attention = "frobenius"|"matrix3d" to its [[checkpoints]] overrides, '
+        "or assume_research_defaults = true to assume run_byte_matrix.py's 4 heads, "
+        "frobenius attention")
+
+
+@pytest.mark.parametrize(("overrides", "source", "assumed"), [
+    ({"n_heads": 2, "attention": "frobenius"}, "the n_heads override", []),
+    ({"assume_research_defaults": True}, "research default of run_byte_matrix.py at d=16",
+     ["n_heads", "attention"]),
+])
+def test_the_manifest_records_where_each_fact_came_from(tmp_path, overrides, source, assumed):
+    from ablate.report.provenance import assumed_note, checkpoint_facts
+    from ablate.store import read_manifest
+
+    experiment = load_experiment(research_experiment(tmp_path, overrides)).resolve()
+    notes = [n for n in check_experiment(experiment).notes if "ASSUMED" in n]
+    assert len(notes) == bool(assumed)  # `ablate run` prints these as warnings
+    run_experiment(experiment, tmp_path / "run")
+    manifest = read_manifest(tmp_path / "run")
+    entry = manifest["checkpoints"][0]
+    assert entry["path"] == experiment.checkpoints[0].path and entry["format"] == "research"
+    assert entry["settings"]["n_heads"]["source"] == source and entry["assumed"] == assumed
+    facts = checkpoint_facts(manifest)
+    assert len(facts) == 1 and facts[0].startswith("1 checkpoint (multiprobe): n_heads = ")
+    note = assumed_note(manifest)
+    assert (note is not None) == bool(assumed)
+    if note is not None:
+        assert note.kind == "warning" and note.text.startswith(
+            "Assumed, not stated: attention and n_heads of 1 checkpoint(s)")
+
+
+def test_experiment_overrides_take_assume_research_defaults_as_a_boolean(tmp_path):
+    with pytest.raises(AblateError, match="'assume_research_defaults' must be bool"):
+        load_experiment(research_experiment(tmp_path, {"assume_research_defaults": "yes"}))

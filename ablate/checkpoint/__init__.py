@@ -23,6 +23,7 @@ from ablate.checkpoint.loading import (
     Loaded,
     config_values,
     load_checkpoint,
+    read_checkpoint,
 )
 from ablate.checkpoint.native import META_FILE, META_VERSION, provenance, save_checkpoint
 from ablate.checkpoint.settings import OVERRIDE_KEYS
@@ -46,5 +47,6 @@ __all__ = [
     "load_checkpoint",
     "probe_batch",
     "provenance",
+    "read_checkpoint",
     "save_checkpoint",
 ]

@@ -39,7 +39,7 @@ from safetensors.torch import load_file, save_file
 from transformers import PretrainedConfig
 
 import ablate
-from ablate.checkpoint.settings import read_json
+from ablate.checkpoint.sources import read_json
 from ablate.errors import AblateError
 from ablate.model import MatrixThinker, MatrixThinkerConfig
 from ablate.provenance import git_state

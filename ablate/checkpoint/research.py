@@ -1,12 +1,17 @@
-"""Reading research checkpoints: a ``best.pt`` state dict, and what its shapes tell.
+"""Reading research checkpoints: a ``best.pt`` state dict, what its shapes tell, and any
+config stored beside the weights in the same file.
 
-The research scripts save a plain state dict (spec §8); later scripts wrap it under
-``model_state_dict``/``model``/``state_dict``, and DDP or ``torch.compile`` would prefix
-every key. Files are read with ``weights_only=True`` only: ablate never unpickles code.
+The research scripts save a plain state dict (spec §8); later scripts wrap it as
+``{"step", "model_state_dict", "optimizer_state_dict", "config", ...}``, and DDP or
+``torch.compile`` would prefix every key. Files are read with ``weights_only=True`` only:
+ablate never unpickles code. A class the file names (an ``argparse.Namespace`` of args, a
+dataclass config, a whole pickled model) is rebuilt as an inert ``Unpickled`` record of
+its fields, inside torch's restricted unpickler; the class itself is never imported or run.
 
-    >>> state, notes = read_state_dict(Path("runs/round2/best.pt"))   # doctest: +SKIP
-    >>> infer_shapes(state, "runs/round2/best.pt").mat_dim            # doctest: +SKIP
+    >>> found = read_state_dict(Path("runs/round2/best.pt"))          # doctest: +SKIP
+    >>> infer_shapes(found.state, "runs/round2/best.pt").mat_dim        # doctest: +SKIP
     32
+    >>> found.configs   # [("'config' in best.pt", {...})] for a mid-training file  # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -15,22 +20,59 @@ import pickle
 import re
 import warnings
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 
-from ablate.errors import AblateError
+from ablate.errors import AblateError, shown
 
 WRAPPER_KEYS = ("model_state_dict", "model", "state_dict")
+# Entries of a wrapped checkpoint dict that may hold the run's config (a dict, an
+# argparse.Namespace or a dataclass), and sub-tables of a config that hold the model's.
+CONFIG_KEYS = ("config", "cfg", "args", "hparams", "hyper_parameters", "hyperparameters",
+               "model_config", "model_args", "model_cfg")
+MODEL_TABLES = ("model", "model_config", "model_args", "arch", "architecture")
 PREFIXES = ("module.", "_orig_mod.")
 ZIP_MAGIC = b"PK\x03\x04"
 _LAYER_KEY = re.compile(r"^layers\.(\d+)\.")
 _REFUSED_GLOBAL = re.compile(r"GLOBAL ([\w.]+)")
+_SAVE_WEIGHTS = "torch.save(model.state_dict(), path)"
 
 
-def read_state_dict(path: Path) -> tuple[dict[str, torch.Tensor], list[str]]:
-    """The state dict in ``path`` (unwrapped, prefixes stripped) and notes on what was done."""
+class Unpickled:
+    """An inert stand-in for a class a checkpoint names (``pickled_name``): it records the
+    constructor arguments and the pickled state, and runs none of the class's code."""
+
+    pickled_name = "?"
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> Unpickled:
+        self = super().__new__(cls)
+        self.args, self.state = args, {}
+        return self
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        pass  # __new__ recorded everything
+
+    def __setstate__(self, state: Any) -> None:
+        if isinstance(state, tuple) and len(state) == 2:  # (__dict__, __slots__ values)
+            state = {**(state[0] or {}), **(state[1] or {})}
+        self.state = dict(state) if isinstance(state, Mapping) else {"state": state}
+
+
+@dataclass
+class ResearchFile:
+    """A research checkpoint's state dict (unwrapped, prefixes stripped), notes on what
+    was done, and the configs stored in the same file as (where, values) pairs."""
+
+    state: dict[str, torch.Tensor]
+    notes: list[str] = field(default_factory=list)
+    configs: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+
+
+def read_state_dict(path: Path) -> ResearchFile:
+    """The state dict in ``path``, notes, and the configs embedded beside it."""
     size = path.stat().st_size
     if size == 0:
         raise AblateError(
@@ -40,24 +82,40 @@ def read_state_dict(path: Path) -> tuple[dict[str, torch.Tensor], list[str]]:
     with path.open("rb") as handle:
         head = handle.read(8)
     try:
-        with warnings.catch_warnings():
-            # torch warns about pickle protocols it may not support; failures raise anyway.
-            warnings.simplefilter("ignore")
-            obj = torch.load(path, map_location="cpu", weights_only=True)
+        obj = _load_weights_only(path)
     except pickle.UnpicklingError as err:
         refused = _REFUSED_GLOBAL.search(str(err))
         if refused:
             raise AblateError(
                 f"{path}: holds a pickled Python object ({refused.group(1)}) that safe loading "
                 "(weights_only=True) refuses, and ablate never runs pickled code; in a "
-                "trusted session re-save only the weights: "
-                "torch.save(model.state_dict(), 'best.pt')"
+                f"trusted session re-save only the weights: {_SAVE_WEIGHTS}"
             ) from err
         raise _unreadable(path, size, head, err) from err
     except Exception as err:  # torch raises many types for damaged files; all mean the same
         raise _unreadable(path, size, head, err) from err
-    state, notes = unwrap_state_dict(obj, str(path))
-    return state, notes
+    return unwrap_state_dict(obj, str(path))
+
+
+def _load_weights_only(path: Path) -> Any:
+    """``torch.load(weights_only=True)``, with every class the file names allowed only as
+    an inert ``Unpickled`` record (torch blocks os/sys globals before this applies)."""
+    with warnings.catch_warnings():
+        # torch warns about pickle protocols it may not support; failures raise anyway.
+        warnings.simplefilter("ignore")
+        try:
+            return torch.load(path, map_location="cpu", weights_only=True)
+        except pickle.UnpicklingError:
+            try:
+                names = torch.serialization.get_unsafe_globals_in_checkpoint(str(path))
+            except Exception:  # not a zip archive: keep the first refusal
+                names = []
+            if not names:
+                raise
+        stand_ins = [(type(f"Unpickled[{name}]", (Unpickled,), {"pickled_name": name}), name)
+                     for name in names]
+        with torch.serialization.safe_globals(stand_ins):
+            return torch.load(path, map_location="cpu", weights_only=True)
 
 
 def _unreadable(path: Path, size: int, head: bytes, err: Exception) -> AblateError:
@@ -72,25 +130,40 @@ def _unreadable(path: Path, size: int, head: bytes, err: Exception) -> AblateErr
     )
 
 
-def unwrap_state_dict(obj: object, source: str) -> tuple[dict[str, torch.Tensor], list[str]]:
-    """Accept a plain state dict or one wrapped under ``WRAPPER_KEYS``; strip ``PREFIXES``."""
-    notes: list[str] = []
+def unwrap_state_dict(obj: object, source: str) -> ResearchFile:
+    """Accept a plain state dict or one wrapped under ``WRAPPER_KEYS``; strip ``PREFIXES``;
+    collect the configs stored beside a wrapped state dict."""
+    name = Path(source).name
+    if isinstance(obj, Unpickled):
+        raise AblateError(
+            f"{source}: holds a pickled {obj.pickled_name} object, not a state dict; ablate "
+            f"never runs pickled code: in a trusted session re-save {_SAVE_WEIGHTS}"
+        )
     if not isinstance(obj, Mapping):
         raise AblateError(
             f"{source}: holds a {type(obj).__name__}, not a state dict; save the weights "
-            "with torch.save(model.state_dict(), path)"
+            f"with {_SAVE_WEIGHTS}"
         )
+    found = ResearchFile(state={})
     state: Mapping = obj
     if not obj or not all(isinstance(v, torch.Tensor) for v in obj.values()):
         wrapper = next((k for k in WRAPPER_KEYS if isinstance(obj.get(k), Mapping)), None)
         if wrapper is None:
+            pickled = next(((k, v) for k, v in obj.items() if k in WRAPPER_KEYS
+                            and isinstance(v, Unpickled)), None)
+            if pickled is not None:
+                raise AblateError(
+                    f"{source}: '{pickled[0]}' holds a pickled {pickled[1].pickled_name} "
+                    f"object, not a state dict; in a trusted session re-save {_SAVE_WEIGHTS}"
+                )
             keys = ", ".join(repr(k) for k in list(obj)[:6]) or "none"
             raise AblateError(
                 f"{source}: a dict with keys {keys} but no state dict; expected tensors by "
                 f"parameter name, or a state dict under one of {', '.join(WRAPPER_KEYS)}"
             )
         state = obj[wrapper]
-        notes.append(f"state dict read from the '{wrapper}' entry of the checkpoint dict")
+        found.notes.append(f"state dict read from the '{wrapper}' entry of the checkpoint dict")
+        found.configs = embedded_configs(obj, wrapper, name)
     if not state:
         raise AblateError(f"{source}: the state dict is empty; pass a trained checkpoint")
     bad = next((k for k in state if not isinstance(k, str)), None)
@@ -103,9 +176,39 @@ def unwrap_state_dict(obj: object, source: str) -> tuple[dict[str, torch.Tensor]
         for prefix in PREFIXES:
             if all(k.startswith(prefix) for k in result):
                 result = {k[len(prefix):]: v for k, v in result.items()}
-                notes.append(f"stripped the '{prefix}' prefix from every key")
+                found.notes.append(f"stripped the '{prefix}' prefix from every key")
                 stripped = True
-    return result, notes
+    found.state = result
+    return found
+
+
+def embedded_configs(obj: Mapping, wrapper: str, name: str) -> list[tuple[str, dict[str, Any]]]:
+    """(where, plain values) of each config in a wrapped checkpoint dict: the ``CONFIG_KEYS``
+    entries (dicts, or the recorded fields of a Namespace/dataclass), their ``MODEL_TABLES``
+    sub-tables, and the dict's own plain top-level values (``{"model": sd, "n_heads": 8}``)."""
+    configs: list[tuple[str, dict[str, Any]]] = []
+    top = {k: v for k, v in obj.items() if isinstance(k, str) and k != wrapper
+           and isinstance(v, (str, int, float, bool))}
+    if top:
+        configs.append((f"the checkpoint dict in {name}", top))
+    for key in CONFIG_KEYS:
+        values = _plain_mapping(obj.get(key))
+        if values is None:
+            continue
+        configs.append((f"'{key}' in {name}", values))
+        for table in MODEL_TABLES:
+            inner = _plain_mapping(values.get(table))
+            if inner is not None:
+                configs.append((f"'{key}.{table}' in {name}", inner))
+    return configs
+
+
+def _plain_mapping(value: Any) -> dict[str, Any] | None:
+    if isinstance(value, Unpickled):
+        value = value.state
+    if not isinstance(value, Mapping):
+        return None
+    return {str(k): v for k, v in value.items()}
 
 
 @dataclass(frozen=True)
@@ -139,11 +242,12 @@ def infer_shapes(state: Mapping[str, torch.Tensor], source: str) -> Shapes:
     """Read d, V, P, NL, K, the head type and the embedding width from tensor shapes."""
     for key in ("embed_u.weight", "pos_u.weight"):
         if key not in state:
-            first = ", ".join(list(state)[:3])
+            first = ", ".join(shown(k) for k in list(state)[:3])
             if any(k.startswith(("gpt2.", "bottleneck.")) for k in state):
                 raise AblateError(
                     f"{source}: a matrix-CODI checkpoint (keys gpt2.*, bottleneck.*), not a "
-                    "Matrix Thinker; load it with the matrix-CODI loader instead"
+                    f"Matrix Thinker; inspect it with: ablate codi inspect {source} --kind "
+                    "research --tokenizer GPT2_DIR"
                 )
             raise AblateError(
                 f"{source}: not a Matrix Thinker state dict: no '{key}' (first keys: {first}); "

@@ -7,7 +7,8 @@ text through the checkpoint's tokenizer, or seeded random ids when there is none
     >>> report["erank_per_iter"]   # T + 1 values: M(0), M(1), ..., M(T)   # doctest: +SKIP
 
 ``inspect_checkpoint`` keys (``INSPECT_KEYS``): ``format``, ``path``, ``variant``,
-``config``, ``n_params``, ``metadata``, ``notes`` (as in ``CheckpointInfo``);
+``config``, ``n_params``, ``metadata``, ``notes``, ``settings`` (as in ``CheckpointInfo``:
+each fact the weights do not give, with its value, source and how it was decided);
 ``tokenizer`` (its repr, or null); ``n_iterations`` (T used); ``batch`` (``source``
 "text" | "random", ``shape`` [B, L], ``seed``); ``erank_per_iter`` (length T + 1: mean
 effective rank over all B·L positions of M(0..T) before the final norm, float32 states,
@@ -27,7 +28,7 @@ from ablate.rank import effective_rank
 from ablate.tokenizer import Tokenizer
 
 INSPECT_KEYS = ("format", "path", "variant", "config", "n_params", "metadata", "notes",
-                "tokenizer", "n_iterations", "batch", "erank_per_iter")
+                "settings", "tokenizer", "n_iterations", "batch", "erank_per_iter")
 PROBE_ROWS = 2
 PROBE_TEXT = (
     "Each token carries a small matrix. Every pass of the thinking layers multiplies it, "

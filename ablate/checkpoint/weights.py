@@ -14,7 +14,7 @@ from collections.abc import Mapping
 
 import torch
 
-from ablate.errors import AblateError
+from ablate.errors import AblateError, shown
 from ablate.model import MatrixThinker, MatrixThinkerConfig
 
 logger = logging.getLogger(__name__)
@@ -24,8 +24,8 @@ SHOWN_KEYS = 3
 
 
 def _listing(keys: list[str]) -> str:
-    shown = ", ".join(keys[:SHOWN_KEYS])
-    return shown if len(keys) <= SHOWN_KEYS else f"{shown}, ... ({len(keys)} in all)"
+    listed = ", ".join(shown(k) for k in keys[:SHOWN_KEYS])
+    return listed if len(keys) <= SHOWN_KEYS else f"{listed}, ... ({len(keys)} in all)"
 
 
 def check_tensors(state: Mapping[str, object], source: str) -> list[str]:
@@ -35,14 +35,14 @@ def check_tensors(state: Mapping[str, object], source: str) -> list[str]:
     for key, value in state.items():
         if not isinstance(value, torch.Tensor):
             raise AblateError(
-                f"{source}: entry '{key}' is a {type(value).__name__}, not a tensor; "
+                f"{source}: entry '{shown(key)}' is a {type(value).__name__}, not a tensor; "
                 "a checkpoint must map parameter names to tensors (save model.state_dict())"
             )
         if value.is_floating_point() and not bool(torch.isfinite(value).all()):
             n_nan = int(torch.isnan(value).sum())
             n_inf = int(torch.isinf(value).sum())
             raise AblateError(
-                f"{source}: weight '{key}' has {n_nan} NaN and {n_inf} inf entries of "
+                f"{source}: weight '{shown(key)}' has {n_nan} NaN and {n_inf} inf entries of "
                 f"{value.numel()}; the file is corrupt or training diverged: use an earlier "
                 "checkpoint"
             )

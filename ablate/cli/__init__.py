@@ -15,7 +15,7 @@ import sys
 
 import typer
 
-from ablate.errors import AblateError
+from ablate.errors import AblateError, shown
 
 app = typer.Typer(
     add_completion=False,
@@ -85,7 +85,8 @@ def main(argv: list[str] | None = None) -> int:
     except AblateError as err:
         if debug:
             raise
-        typer.secho(f"error: {err}", err=True, fg=typer.colors.RED)
+        # One line, always: a value quoted from a damaged file may hold a newline.
+        typer.secho(f"error: {shown(str(err))}", err=True, fg=typer.colors.RED)
         return 2
     except KeyboardInterrupt:
         typer.secho("interrupted: finished results are kept; run the same command to resume",

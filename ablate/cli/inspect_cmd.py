@@ -1,7 +1,10 @@
 """``ablate inspect`` and ``ablate convert``: look at a checkpoint; make a research one native.
 
+Both print where each fact the weights cannot give (attention, n_heads, ...) came from,
+and refuse (exit 2) when nothing states one, unless --assume-research-defaults is given.
+
     $ ablate inspect shared/reference/attn3d_multiprobe__small_init --json
-    $ ablate convert runs/exp_3d_attn/best.pt checkpoints/attn3d --attention matrix3d
+    $ ablate convert runs/exp_3d_attn/best.pt checkpoints/attn3d --attention matrix3d --n-heads 4
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from ablate.checkpoint import (
     inspect_checkpoint,
     load_checkpoint,
 )
+from ablate.checkpoint.settings import Setting
 
 
 class Attention(str, Enum):
@@ -30,18 +34,22 @@ class Attention(str, Enum):
 
 
 ATTENTION_HELP = ("Attention type, which the weights do not reveal: frobenius (rounds 1, 2, "
-                  "byte) or matrix3d (3D attention). Default: sidecar files, else frobenius.")
-N_HEADS_HELP = ("Attention heads (not stored in the weights). Default: sidecar files, else "
-                "8 at d=32 and 4 at d=16.")
+                  "byte) or matrix3d (3D attention). Must agree with the checkpoint's own "
+                  "config and sidecar files when they state it.")
+N_HEADS_HELP = ("Attention heads (not stored in the weights). Must agree with the "
+                "checkpoint's own config and sidecar files when they state it.")
+ASSUME_HELP = ("Take facts that nothing states from the research script defaults (8 heads "
+               "at d=32; 4 at d=16; Frobenius attention except the 3D script's d=16 BPE "
+               "models). Reported as assumed; without this flag they are an error.")
 JSON_HELP = f"Print one JSON object with keys {', '.join(INSPECT_KEYS)}."
 VARIANT_HELP = "Research variant name, e.g. attn3d_multiprobe (sets attention and head)."
 TOKENIZER_HELP = "Tokenizer directory (needed for non-byte vocabularies such as GPT-2 BPE)."
 
 
 def _overrides(attention: Attention | None, n_heads: int | None, variant: str | None,
-               tokenizer: Path | None) -> dict[str, Any]:
+               tokenizer: Path | None, assume: bool) -> dict[str, Any]:
     return {"attention": attention.value if attention else None, "n_heads": n_heads,
-            "variant": variant, "tokenizer": tokenizer}
+            "variant": variant, "tokenizer": tokenizer, "assume_research_defaults": assume}
 
 
 def inspect_command(
@@ -51,15 +59,19 @@ def inspect_command(
     n_heads: Annotated[int | None, typer.Option("--n-heads", help=N_HEADS_HELP)] = None,
     variant: Annotated[str | None, typer.Option(help=VARIANT_HELP)] = None,
     tokenizer: Annotated[Path | None, typer.Option(help=TOKENIZER_HELP)] = None,
+    assume_research_defaults: Annotated[bool, typer.Option(
+        "--assume-research-defaults", help=ASSUME_HELP)] = False,
     iterations: Annotated[int | None, typer.Option(
         "--iterations", "-T", help="Iterations T to measure (default: the config's).")] = None,
     tokens: Annotated[int, typer.Option(help="Tokens per row of the probe batch.")] = 32,
     seed: Annotated[int, typer.Option(help="Seed of random probe ids (no tokenizer).")] = 0,
 ) -> None:
-    """Show a checkpoint's format, variant, config, parameter count, notes, and the
-    effective rank of its states per iteration on a small deterministic batch."""
-    loaded = load_checkpoint(path, overrides=_overrides(attention, n_heads, variant, tokenizer),
-                             require_tokenizer=False)
+    """Show a checkpoint's format, variant, config, where each fact the weights cannot
+    give came from, parameter count, notes, and the effective rank of its states per
+    iteration on a small deterministic batch."""
+    overrides = _overrides(attention, n_heads, variant, tokenizer, assume_research_defaults)
+    loaded = load_checkpoint(path, overrides=overrides, require_tokenizer=False,
+                             overrides_from="flags")
     report = inspect_checkpoint(loaded, n_iterations=iterations, n_tokens=tokens, seed=seed)
     if as_json:
         typer.echo(json.dumps(report, indent=2))
@@ -86,7 +98,8 @@ def _print_report(report: dict[str, Any]) -> None:
     for key, value in report["config"].items():
         config.add_row(key, str(value))
     console.print(config)
-    for note in report["notes"]:
+    _print_settings(console, report["settings"])
+    for note in _other_notes(report["notes"], report["settings"]):
         console.print(f"[yellow]note:[/yellow] {note}", highlight=False)
     batch = report["batch"]
     ranks = Table(title="Effective rank per iteration", min_width=48,
@@ -100,6 +113,27 @@ def _print_report(report: dict[str, Any]) -> None:
     console.print(ranks)
 
 
+def _other_notes(notes: list[str], settings: dict[str, dict[str, Any]]) -> list[str]:
+    """The notes that the settings table does not already show."""
+    shown = {Setting(**values).describe(name) for name, values in settings.items()}
+    return [note for note in notes if note not in shown]
+
+
+def _print_settings(console: Console, settings: dict[str, dict[str, Any]]) -> None:
+    """What the weights do not give, with the place each value came from."""
+    table = Table(title="Not in the weights: where each value came from", show_header=False)
+    table.add_column("setting", style="bold")
+    table.add_column("value")
+    table.add_column("source", overflow="fold")
+    for name, setting in settings.items():
+        how = setting["how"]
+        source = {"stated": setting["source"], "assumed": f"ASSUMED ({setting['source']})"
+                  }.get(how, setting["source"])
+        style = "yellow" if how == "assumed" else None
+        table.add_row(name, str(setting["value"]), source, style=style)
+    console.print(table)
+
+
 def convert_command(
     source: Annotated[Path, typer.Argument(help="Research .pt file or directory with best.pt.")],
     destination: Annotated[Path, typer.Argument(help="New native checkpoint directory.")],
@@ -107,28 +141,47 @@ def convert_command(
     n_heads: Annotated[int | None, typer.Option("--n-heads", help=N_HEADS_HELP)] = None,
     variant: Annotated[str | None, typer.Option(help=VARIANT_HELP)] = None,
     tokenizer: Annotated[Path | None, typer.Option(help=TOKENIZER_HELP)] = None,
+    assume_research_defaults: Annotated[bool, typer.Option(
+        "--assume-research-defaults", help=ASSUME_HELP)] = False,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing checkpoint.")] = False,
 ) -> None:
-    """Convert a research checkpoint to the native format and verify identical logits."""
+    """Convert a research checkpoint to the native format; check that the copy computes
+    what was loaded, and say where each fact the weights cannot give came from."""
     flags = [f"--{name.replace('_', '-')}={value}" for name, value in
              (("attention", attention and attention.value), ("n_heads", n_heads),
               ("variant", variant), ("tokenizer", tokenizer)) if value is not None]
+    if assume_research_defaults:
+        flags.append("--assume-research-defaults")
     command = shlex.join(["ablate", "convert", str(source), str(destination), *flags])
-    result = convert_checkpoint(
-        source, destination, overrides=_overrides(attention, n_heads, variant, tokenizer),
-        metadata={"command": command}, overwrite=overwrite,
-    )
-    console = Console()
-    for note in result.info.metadata.get("source_notes", []):
+    overrides = _overrides(attention, n_heads, variant, tokenizer, assume_research_defaults)
+    result = convert_checkpoint(source, destination, overrides=overrides,
+                                metadata={"command": command}, overwrite=overwrite,
+                                overrides_from="flags")
+    console = Console(soft_wrap=True)  # paths and hashes stay on one line
+    settings = result.info.metadata.get("source_settings", {})
+    for note in _other_notes(result.info.metadata.get("source_notes", []), settings):
         console.print(f"[yellow]note:[/yellow] {note}", highlight=False)
     B, L = result.verified_shape
     console.print(
         f"converted {result.info.metadata['source']} -> {result.path}\n"
         f"  variant {result.info.variant}, {result.info.n_params:,} parameters, "
-        f"sha256 {result.source_sha256}\n"
-        f"  logits identical on a {B}x{L} batch at T={result.n_iterations}",
+        f"sha256 {result.source_sha256}",
         highlight=False,
     )
+    for name, setting in settings.items():
+        line = Setting(**setting).describe(name)
+        console.print(f"  {'[yellow]' + line + '[/yellow]' if name in result.assumed else line}",
+                      highlight=False)
+    if result.assumed:
+        console.print(
+            f"[yellow]warning:[/yellow] {' and '.join(result.assumed)} were assumed, not "
+            f"stated: the copy reproduces the model ablate built ({B}x{L} batch, "
+            f"T={result.n_iterations}), but nothing checked that model against the research run",
+            highlight=False,
+        )
+    else:
+        console.print(f"  logits of the copy identical to the loaded file's on a {B}x{L} batch "
+                      f"at T={result.n_iterations}", highlight=False)
 
 
 def register(app: typer.Typer) -> None:

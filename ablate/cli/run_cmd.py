@@ -152,7 +152,8 @@ def run(
     with console.status("checking checkpoints, tasks and interventions"):
         summary = check_experiment(experiment)
     for note in summary.notes:
-        if "out of distribution" in note:  # identity notes are listed by `ablate validate`
+        # Identity notes are listed by `ablate validate`; these change what the run means.
+        if "out of distribution" in note or "ASSUMED" in note:
             console.print(f"warning: {note}")
     with _RichProgress(console) as progress:
         result = run_experiment(experiment, run_dir, executor=chosen, progress=progress,

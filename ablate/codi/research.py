@@ -50,7 +50,7 @@ from ablate.codi.sequences import (
     target_mask,
 )
 from ablate.errors import AblateError
-from ablate.tokenizer import HuggingFaceTokenizer, load_tokenizer
+from ablate.tokenizer import HF_TOKENIZER_FILES, HuggingFaceTokenizer, load_tokenizer
 
 logger = logging.getLogger(__name__)
 
@@ -260,6 +260,7 @@ class ResearchCodi(nn.Module):
               edits: Sequence[LatentEdit | None] = (None,), max_new_tokens: int = MAX_NEW_TOKENS,
               batch_size: int = 16) -> list[list[Solution]]:
         """Per edit, per example: latents, teacher-forced gold-answer score, greedy answer."""
+        self.check_positions(examples, n_latents, max_new_tokens)
         device = next(self.parameters()).device
         solutions: list[list[Solution]] = [[] for _ in edits]
         for begin in range(0, len(examples), batch_size):
@@ -267,6 +268,28 @@ class ResearchCodi(nn.Module):
             for edit, bucket in zip(edits, solutions, strict=True):
                 bucket += self._solve_batch(batch, n_latents, edit, max_new_tokens)
         return solutions
+
+    def check_positions(self, examples: Sequence[CodiExample], n_latents: int,
+                        max_new_tokens: int) -> None:
+        """Raise before any work unless every problem fits GPT-2's position table: the
+        question, <bot>, the latents, then the longer of the scored tail and the prompt
+        plus the generated tokens (positions count from 0)."""
+        positions = self.gpt2.config.n_positions
+        prompt = 1 + len(self.tokenizer.encode(self.layout.cue))  # <eot> and the cue
+        for example in examples:
+            after = max(len(example.tail_ids), prompt + max_new_tokens - 1)
+            top = len(example.question_ids) + n_latents + after
+            if top < positions:
+                continue
+            room = positions - 1 - n_latents - after
+            fix = (f"keep the last {room} question tokens with --max-question-tokens {room} "
+                   "(max_question_tokens in a study file)" if room > 0 else
+                   f"use fewer than {n_latents} latents (--latents)")
+            raise AblateError(
+                f"a problem of {len(example.question_ids)} question tokens needs GPT-2 "
+                f"position {top} (with <bot>, {n_latents} latents and up to {after} cue and "
+                f"answer tokens) but this research CODI checkpoint has n_positions={positions}; "
+                f"{fix}")
 
     def _solve_batch(self, batch: CodiBatch, n_latents: int, edit: LatentEdit | None,
                      max_new_tokens: int) -> list[Solution]:
@@ -333,16 +356,14 @@ def load_research_codi(path: str | Path, *, tokenizer: str | Path | None = None,
     state, meta = read_research_file(path)
     cfg = meta.get("cfg") if isinstance(meta.get("cfg"), dict) else {}
     config = gpt2_config(state, cfg, source, base=base, n_head=n_head)
-    directory = tokenizer or base or Path(path).parent
-    try:
-        tok = _codi_tokenizer(directory, source, rows=config.vocab_size,
-                              stated=meta.get("tokenizer_len"))
-    except AblateError as err:
-        if tokenizer is not None or base is not None:
-            raise
+    directory = Path(tokenizer or base or Path(path).parent)
+    if tokenizer is None and base is None and not any(
+            (directory / name).is_file() for name in HF_TOKENIZER_FILES):
         raise AblateError(f"{source} needs the GPT-2 tokenizer it was trained with and none is "
-                          f"next to it ({err}); pass --tokenizer with a local GPT-2 directory "
-                          "(nothing is downloaded)") from err
+                          f"next to it in {directory}; pass --tokenizer with a local GPT-2 "
+                          "directory (nothing is downloaded)")
+    tok = _codi_tokenizer(directory, source, rows=config.vocab_size,
+                          stated=meta.get("tokenizer_len"))
     from transformers import GPT2LMHeadModel
 
     gpt2 = GPT2LMHeadModel(config)
@@ -395,13 +416,24 @@ def _codi_tokenizer(directory: str | Path, source: str, *, rows: int,
     if hf.pad_token is None:
         hf.pad_token = hf.eos_token
     size = len(hf)
-    if rows < size or (stated is not None and int(stated) != rows):
-        # Ids the tokenizer has besides the CODI specials: a checkpoint no bigger was
-        # saved before the specials were added.
-        plain = base_size - (len(CODI_SPECIALS) - len(missing))
-        why = ("it was saved without the CODI special tokens <bot>, <eot>, <latent>"
-               if rows <= plain else "it does not match this tokenizer")
-        raise AblateError(f"{source}: the embedding has {rows} rows (tokenizer_len {stated}) "
-                          f"but the tokenizer in {directory} has {size} ids with <bot>, <eot>, "
-                          f"<latent>: {why}; pass the GPT-2 tokenizer it was trained with")
+    if stated is not None and (isinstance(stated, bool) or not isinstance(stated, int)):
+        raise AblateError(f"{source}: tokenizer_len {stated!r} is not an integer; the file is "
+                          "damaged: re-save it from the training run")
+    if stated is not None and stated != rows:
+        raise AblateError(f"{source}: tokenizer_len {stated} but the embedding has {rows} rows; "
+                          "the file is inconsistent: re-save it from the training run")
+    # tokenizer_len is the size of the tokenizer the run used; without it, a padded
+    # embedding may be larger than the tokenizer, never smaller.
+    if size != rows and (stated is not None or rows < size):
+        plain = base_size - (len(CODI_SPECIALS) - len(missing))  # ids without the specials
+        if rows == plain:
+            raise AblateError(
+                f"{source}: its embedding has {rows} rows, the ids of the tokenizer in "
+                f"{directory} without <bot>, <eot>, <latent>: it was saved without the CODI "
+                "special tokens, so it cannot run the latent loop; pass a matrix-CODI checkpoint")
+        raise AblateError(
+            f"{source}: the tokenizer does not match: {directory} has {size} ids with <bot>, "
+            f"<eot>, <latent> but the checkpoint's embedding has {rows} rows"
+            + (f" (tokenizer_len {stated})" if stated is not None else "")
+            + "; pass the tokenizer it was trained with (--tokenizer DIR)")
     return HuggingFaceTokenizer(hf)

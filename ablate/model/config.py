@@ -73,6 +73,9 @@ class MatrixThinkerConfig(PretrainedConfig):
         self.n_iterations = int(n_iterations)
         self.specials = list(specials or [])
         self.ablate_config_version = int(ablate_config_version)
+        # Before PretrainedConfig.__init__: its own validation reads head_dim, which
+        # divides by n_heads, so a bad value must stop here with a readable error.
+        self.validate()
         super().__init__(**kwargs)
         self.validate()
 
@@ -99,6 +102,8 @@ class MatrixThinkerConfig(PretrainedConfig):
             raise AblateError(f"embedding_rank={self.embedding_rank} must be >= 1")
         if self.n_iterations < 0:
             raise AblateError(f"n_iterations={self.n_iterations} must be >= 0")
+        if not 0.0 <= self.dropout <= 1.0:  # also refuses NaN
+            raise AblateError(f"dropout={self.dropout} must lie in [0, 1]")
 
     @property
     def head_dim(self) -> int:

@@ -1,5 +1,6 @@
 """The report's account of what was run (config hash, checkpoints, seeds, items, versions,
-git state, statistics settings) and of what is missing, from the manifest and records.
+git state, statistics settings, where each fact the checkpoints' weights do not give came
+from) and of what is missing or assumed, from the manifest and records.
 
     >>> blocks = provenance_blocks(run)  # doctest: +SKIP
 """
@@ -15,6 +16,9 @@ from ablate.report.views import TableView
 
 MAX_LISTED_JOBS = 25
 RECOMMENDED_SEEDS = 5
+# ablate.checkpoint.settings.FACTS: what changes a checkpoint's function but not its
+# weights (the default T and dropout, also recorded, leave the evaluated function alone).
+CHECKPOINT_FACTS = ("n_heads", "attention", "embedding")
 
 
 def _intervention_text(spec: Mapping[str, Any]) -> str:
@@ -85,10 +89,51 @@ def one_seed_groups(run: RunAnalysis) -> list[str]:
             if n < 2]
 
 
+def _setting_text(name: str, setting: Mapping[str, Any]) -> str:
+    how, source = setting.get("how"), setting.get("source")
+    where = {"stated": f"from {source}", "assumed": f"assumed: {source}"}.get(how, source)
+    return f"{name} = {setting.get('value')} ({where})"
+
+
+def checkpoint_facts(manifest: Mapping[str, Any]) -> list[str]:
+    """One line per distinct set of checkpoint settings (``manifest["checkpoints"]``):
+    "3 checkpoints (multiprobe): n_heads = 8 (from the n_heads override), ..."."""
+    groups: dict[str, list[Mapping[str, Any]]] = {}
+    for entry in manifest.get("checkpoints") or []:
+        settings = entry.get("settings") or {}
+        text = ", ".join(_setting_text(name, settings[name]) for name in CHECKPOINT_FACTS
+                         if name in settings)
+        groups.setdefault(text, []).append(entry)
+    lines = []
+    for text, entries in groups.items():
+        labels = ", ".join(sorted({str(e.get("label")) for e in entries}))
+        count = f"{len(entries)} checkpoint{'s' if len(entries) > 1 else ''}"
+        lines.append(f"{count} ({labels}): {text or 'no settings recorded'}")
+    return lines
+
+
+def assumed_note(manifest: Mapping[str, Any]) -> Note | None:
+    """A warning when a checkpoint's config rests on research defaults nobody stated."""
+    assumed = [e for e in manifest.get("checkpoints") or [] if e.get("assumed")]
+    if not assumed:
+        return None
+    facts = sorted({name for e in assumed for name in e["assumed"]})
+    values = "; ".join(sorted({_setting_text(name, e["settings"][name])
+                               for e in assumed for name in e["assumed"]}))
+    return Note(
+        f"Assumed, not stated: {' and '.join(facts)} of {len(assumed)} checkpoint(s) came "
+        f"from research defaults (assume_research_defaults), not from the checkpoints or "
+        f"their runs: {values}. The weights cannot confirm them; if the runs used other "
+        "values, every result below describes other models.", "warning")
+
+
 def status_notes(run: RunAnalysis) -> list[Block]:
-    """Warnings that change how everything below reads: an incomplete run, one seed, a
-    chosen eval seed, and the analysis's own run-wide notes."""
+    """Warnings that change how everything below reads: assumed checkpoint settings, an
+    incomplete run, one seed, a chosen eval seed, and the analysis's own run-wide notes."""
     blocks: list[Block] = []
+    assumed = assumed_note(run.manifest)
+    if assumed is not None:
+        blocks.append(assumed)
     if run.missing_jobs:
         experiment = run.manifest.get("experiment_file") or "<experiment.toml>"
         blocks.append(Note(
@@ -152,6 +197,10 @@ def provenance_blocks(run: RunAnalysis) -> list[Block]:
     if checkpoints:
         blocks.append(Table(TableView("checkpoints", "Checkpoints (from the resolved config)",
                                       ("head", "train seed", "path"), tuple(checkpoints))))
+    facts = checkpoint_facts(manifest)
+    if facts:
+        blocks += [Paragraph("What the weights do not give, and where each value came from:"),
+                   Bullets(tuple(facts))]
     blocks.append(Table(group_sizes(run)))
     if run.missing_jobs:
         shown = [f"`{job}`" for job in run.missing_jobs[:MAX_LISTED_JOBS]]

@@ -9,8 +9,8 @@ tests and the CLI tests share it.
 
 from __future__ import annotations
 
-import argparse
 import json
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -27,7 +27,8 @@ REFERENCE_CASES = [
     "attn3d_multiprobe__small_init",
     "byte_frobenius_multiprobe__small_init",
 ]
-TINY_SIDECAR = {"n_heads": 2}  # tiny models have d = 4, which has no research n_heads default
+# What a tiny model's weights cannot say (d = 4 has no research defaults to assume).
+TINY_SIDECAR = {"n_heads": 2, "attention": "frobenius"}
 
 
 def write_research(
@@ -53,10 +54,12 @@ def write_research(
 
 
 def tiny_research(folder: Path, seed: int = 0, sidecar: dict | None = None, **overrides) -> Path:
-    """A tiny model's state dict as a research best.pt with a sidecar giving n_heads."""
+    """A tiny model's state dict as a research best.pt with a sidecar giving its n_heads and
+    attention (``sidecar={}`` writes one that states neither)."""
     model = tiny_model(seed, **overrides)
+    stated = {"n_heads": model.config.n_heads, "attention": model.config.attention}
     return write_research(folder, model.state_dict(),
-                          sidecar=TINY_SIDECAR if sidecar is None else sidecar)
+                          sidecar=stated if sidecar is None else sidecar)
 
 
 def spec_state_dict(d: int, n_layers: int, n_probes: int, vocab_size: int,
@@ -139,10 +142,14 @@ def _empty(tmp_path: Path) -> tuple[Path, dict]:
     return path, {}
 
 
-def _refused_pickle(tmp_path: Path) -> tuple[Path, dict]:
+def _whole_pickled_model(tmp_path: Path) -> tuple[Path, dict]:
+    return write_research(tmp_path / "pickled", tiny_model(), sidecar=TINY_SIDECAR), {}
+
+
+def _blocked_global(tmp_path: Path) -> tuple[Path, dict]:
     state = tiny_model().state_dict()
-    return write_research(tmp_path / "pickled", {"model": state, "args": argparse.Namespace(
-        lr=3e-4)}, sidecar=TINY_SIDECAR), {}
+    return write_research(tmp_path / "blocked", {"model": state, "hook": os.system},
+                          sidecar=TINY_SIDECAR), {}
 
 
 def _nan_weight(tmp_path: Path) -> tuple[Path, dict]:
@@ -159,6 +166,15 @@ def _inf_weight(tmp_path: Path) -> tuple[Path, dict]:
 
 def _sidecar_disagrees(tmp_path: Path) -> tuple[Path, dict]:
     return tiny_research(tmp_path / "mismatch", sidecar={"mat_dim": 32, "n_heads": 2}), {}
+
+
+def _infinite_n_heads_in_sidecar(tmp_path: Path) -> tuple[Path, dict]:
+    return tiny_research(tmp_path / "inf_heads", sidecar={**TINY_SIDECAR,
+                                                          "n_heads": float("inf")}), {}
+
+
+def _dropout_out_of_range_in_sidecar(tmp_path: Path) -> tuple[Path, dict]:
+    return tiny_research(tmp_path / "dropout", sidecar={**TINY_SIDECAR, "dropout": 1.5}), {}
 
 
 def _unknown_variant_in_sidecar(tmp_path: Path) -> tuple[Path, dict]:
@@ -188,6 +204,13 @@ def _missing_keys(tmp_path: Path) -> tuple[Path, dict]:
     return write_research(tmp_path / "missing_keys", state, sidecar=TINY_SIDECAR), {}
 
 
+def _control_character_in_key(tmp_path: Path) -> tuple[Path, dict]:
+    # A flipped byte can turn a '.' of a key into a newline; the error must stay one line.
+    state = tiny_model().state_dict()
+    state["layers.0.attn.q_proj\nA"] = state.pop("layers.0.attn.q_proj.A")
+    return write_research(tmp_path / "control", state, sidecar=TINY_SIDECAR), {}
+
+
 def _wrong_shape(tmp_path: Path) -> tuple[Path, dict]:
     state = tiny_model().state_dict()
     state["layers.0.think.scale"] = state["layers.0.think.scale"].reshape(1)  # (1,) not ()
@@ -200,19 +223,24 @@ BAD_INPUTS: dict[str, Callable[[Path], tuple[Path, dict]]] = {
     "truncated_half": _half,
     "random_bytes": _random_bytes,
     "empty_file": _empty,
-    "pickle_refused_by_weights_only": _refused_pickle,
+    "whole_pickled_model": _whole_pickled_model,
+    "pickled_os_function": _blocked_global,
     "nan_weight": _nan_weight,
     "inf_weight": _inf_weight,
     "sidecar_shape_disagrees": _sidecar_disagrees,
     "unknown_variant_in_sidecar": _unknown_variant_in_sidecar,
+    "infinite_n_heads_in_sidecar": _infinite_n_heads_in_sidecar,
+    "dropout_out_of_range_in_sidecar": _dropout_out_of_range_in_sidecar,
     "unknown_variant_flag": _unknown_variant_flag,
     "directory_with_neither": _neither,
     "missing_keys": _missing_keys,
     "wrong_shape": _wrong_shape,
+    "control_character_in_key": _control_character_in_key,
 }
 # The name an error must mention when it is not the checkpoint file itself.
 BAD_INPUT_NAMES = {
     "unknown_variant_in_sidecar": "config.json",
+    "infinite_n_heads_in_sidecar": "config.json",
     "unknown_variant_flag": "attn3d_multiprob",
 }
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 
 import numpy as np
 import pytest
@@ -10,6 +11,7 @@ import torch
 
 from ablate.checkpoint import (
     INSPECT_KEYS,
+    META_FILE,
     convert_checkpoint,
     inspect_checkpoint,
     iteration_ranks,
@@ -20,7 +22,8 @@ from ablate.checkpoint import convert as convert_module
 from ablate.checkpoint.summary import PROBE_TEXT
 from ablate.errors import AblateError
 from ablate.tokenizer import ByteTokenizer
-from tests.checkpoint.research_files import numpy_effective_rank, tiny_research
+from tests.checkpoint.research_files import numpy_effective_rank, tiny_research, write_research
+from tests.conftest import tiny_model
 
 IDS = torch.randint(0, 256, (2, 9), generator=torch.Generator().manual_seed(5))
 
@@ -106,3 +109,33 @@ def test_probe_batch_is_text_when_encodable_else_seeded_random_ids():
     assert source == "random"
     expected = torch.randint(0, 300, (2, 5), generator=torch.Generator().manual_seed(9))
     assert torch.equal(random_ids, expected)
+
+
+def test_conversion_records_each_facts_source_and_the_copy_keeps_it(tmp_path):
+    # results.json states n_heads, the flag the attention: the native copy's settings say
+    # so (not just "its config.json"), and nothing is assumed.
+    model = tiny_model(2, attention="matrix3d")
+    source = write_research(tmp_path / "run", model.state_dict(),
+                            results={"config": {"n_heads": 2}})
+    result = convert_checkpoint(source, tmp_path / "native", overrides={"attention": "matrix3d"})
+    assert result.assumed == []
+    settings = load_checkpoint(result.path).info.settings
+    assert settings["n_heads"] == {
+        "value": 2, "how": "stated",
+        "source": f"results.json (config), recorded when {source} was converted"}
+    assert settings["attention"]["source"].startswith("the attention override, recorded when")
+
+
+def test_a_copy_converted_by_an_older_ablate_that_guessed_stays_marked_assumed(tmp_path):
+    # Before conversions recorded source_settings, convert guessed n_heads and attention
+    # and only noted it; such a copy must not now pass for a stated config.
+    result = convert_checkpoint(tiny_research(tmp_path / "run"), tmp_path / "native")
+    meta_file = result.path / META_FILE
+    meta = json.loads(meta_file.read_text())
+    del meta["source_settings"]
+    meta["source_notes"] = ["n_heads assumed 2, the research default at d=4; pass --n-heads "
+                            "if the run used another"]
+    meta_file.write_text(json.dumps(meta))
+    info = load_checkpoint(result.path).info
+    assert info.assumed == ["n_heads"]
+    assert info.settings["n_heads"]["source"].startswith("guessed by an earlier ablate convert")

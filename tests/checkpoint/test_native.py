@@ -158,11 +158,22 @@ def test_newer_metadata_version_is_refused(tmp_path):
         load_checkpoint(path)
 
 
-def test_overrides_on_native_checkpoints_are_noted_and_head_cannot_change(tmp_path):
+def test_native_configs_state_every_fact_which_overrides_may_repeat_not_contradict(tmp_path):
+    # T is a setting (noted when overridden); attention and n_heads are facts of the
+    # stored config: repeating them is fine, contradicting them is an error.
     _, path = _save(tmp_path / "ck")
-    info = load_checkpoint(path, overrides={"n_iterations": 5, "attention": "matrix3d"}).info
-    assert (info.config["n_iterations"], info.config["attention"]) == (5, "matrix3d")
-    assert any("attention overridden" in note for note in info.notes)
+    info = load_checkpoint(path, overrides={"n_iterations": 5, "attention": "frobenius",
+                                            "n_heads": 2}).info
+    assert (info.config["n_iterations"], info.config["attention"]) == (5, "frobenius")
+    assert any("n_iterations overridden" in note for note in info.notes)
+    assert info.settings["n_heads"] == {"value": 2, "source": "the checkpoint's config.json",
+                                        "how": "stated"}
+    assert info.assumed == []
+    with pytest.raises(AblateError, match=r"attention is matrix3d by --attention but frobenius "
+                                          r"by the checkpoint's config.json"):
+        load_checkpoint(path, overrides={"attention": "matrix3d"}, overrides_from="flags")
+    with pytest.raises(AblateError, match=r"n_heads=0 from --n-heads is not a divisor of d=4"):
+        load_checkpoint(path, overrides={"n_heads": 0}, overrides_from="flags")
     with pytest.raises(AblateError, match="head=collapse"):
         load_checkpoint(path, overrides={"variant": "round1_frobenius_collapse"})
 
@@ -191,7 +202,8 @@ def test_hugging_face_tokenizer_round_trips(tmp_path):
     path = tmp_path / "research" / "best.pt"
     path.parent.mkdir()
     torch.save(model.state_dict(), path)
-    loaded = load_checkpoint(path, overrides={"tokenizer": tmp_path / "tok", "n_heads": 2})
+    loaded = load_checkpoint(path, overrides={"tokenizer": tmp_path / "tok", "n_heads": 2,
+                                              "attention": "frobenius"})
     assert loaded.tokenizer.encode("two plus three") == [1, 2, 3]
     saved = save_checkpoint(loaded.model, loaded.tokenizer, tmp_path / "ck", metadata={})
     again = load_checkpoint(saved)

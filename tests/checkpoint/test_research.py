@@ -3,7 +3,9 @@ and every kind of bad input becoming one AblateError line that names the file.""
 
 from __future__ import annotations
 
+import argparse
 import json
+from dataclasses import dataclass
 
 import pytest
 import torch
@@ -91,52 +93,91 @@ def test_sidecar_attention_selects_3d_attention(tmp_path):
 
 
 def test_results_json_config_and_experiment_name_supply_settings(tmp_path):
-    # Research CONFIG keys (n_thinking_layers, n_iterations) are read; "3d" in the
-    # experiment name selects 3D attention, and the note says where it came from.
+    # Research CONFIG keys (n_thinking_layers, n_iterations) are read; the research
+    # experiment name exp_3d_attn states 3D attention, and the settings say where from.
     model = tiny_model(3, attention="matrix3d")
     results = {"experiment": "exp_3d_attn", "params": 1234,
                "final_evals": {"T8": {"val_loss": 4.0}},
                "config": {"mat_dim": 4, "n_thinking_layers": 2, "n_heads": 2, "n_iterations": 4,
                           "vocab_size": 256, "max_len": 64, "lr": 3e-4}}
     path = write_research(tmp_path / "run", model.state_dict(), results=results)
-    loaded = load_checkpoint(path)
-    assert loaded.info.config["attention"] == "matrix3d"
-    assert loaded.info.config["n_iterations"] == 4
-    assert any("exp_3d_attn" in note for note in loaded.info.notes)
-    assert loaded.info.metadata["experiment"] == "exp_3d_attn"
-    assert torch.equal(_logits(loaded.model), _logits(model))
+    info = load_checkpoint(path).info
+    assert info.config["attention"] == "matrix3d" and info.config["n_iterations"] == 4
+    assert info.settings["attention"] == {"value": "matrix3d", "how": "stated",
+                                          "source": "results.json (experiment 'exp_3d_attn')"}
+    assert info.settings["n_heads"]["source"] == "results.json (config)"
+    assert info.metadata["experiment"] == "exp_3d_attn" and info.assumed == []
+    assert torch.equal(_logits(load_checkpoint(path).model), _logits(model))
 
 
 def test_copied_script_defining_3d_attention_selects_it(tmp_path):
     model = tiny_model(4, attention="matrix3d")
+    path = write_research(tmp_path / "run", model.state_dict(), sidecar={"n_heads": 2},
+                          script="class Matrix3DAttention(nn.Module):\n    pass\n")
+    info = load_checkpoint(path).info
+    assert info.config["attention"] == "matrix3d"
+    assert info.settings["attention"]["source"] == "script.py (defines Matrix3DAttention)"
+
+
+def test_overrides_that_repeat_the_sidecars_load(tmp_path):
+    path = tiny_research(tmp_path, sidecar={"attention": "frobenius_sdpa", "n_heads": 2})
+    info = load_checkpoint(path, overrides={"attention": "frobenius", "n_heads": 2}).info
+    assert (info.config["attention"], info.config["n_heads"]) == ("frobenius", 2)
+    assert info.settings["n_heads"]["source"] == "the n_heads override"
+
+
+@pytest.mark.parametrize(("overrides", "fact", "values"), [
+    ({"n_heads": 4}, "n_heads", ("4 by the n_heads override", "2 by config.json")),
+    ({"attention": "matrix3d"}, "attention",
+     ("matrix3d by the attention override", "frobenius by config.json")),
+    ({"variant": "attn3d_multiprobe"}, "attention",
+     ("matrix3d by the variant override (attn3d_multiprobe)", "frobenius by config.json")),
+])
+def test_an_override_contradicting_a_sidecar_is_refused_naming_both(tmp_path, overrides, fact,
+                                                                    values):
+    # Trap: --n-heads 4 where the run's files say otherwise used to load the wrong model.
+    path = tiny_research(tmp_path, sidecar={"attention": "frobenius_sdpa", "n_heads": 2})
+    with pytest.raises(AblateError) as err:
+        load_checkpoint(path, overrides=overrides)
+    message = str(err.value)
+    assert f"{fact} is {values[0]} but {values[1]}" in message and "\n" not in message
+
+
+def test_sidecars_that_disagree_with_each_other_are_refused(tmp_path):
+    model = tiny_model(4, attention="matrix3d")
     path = write_research(tmp_path / "run", model.state_dict(), sidecar=TINY_SIDECAR,
                           script="class Matrix3DAttention(nn.Module):\n    pass\n")
-    assert load_checkpoint(path).info.config["attention"] == "matrix3d"
+    with pytest.raises(AblateError, match=r"attention is frobenius by config.json but matrix3d "
+                                          r"by script.py \(defines Matrix3DAttention\)"):
+        load_checkpoint(path)
 
 
-def test_overrides_beat_sidecars(tmp_path):
-    path = tiny_research(tmp_path, sidecar={"attention": "frobenius_sdpa", "n_heads": 2})
-    info = load_checkpoint(path, overrides={"attention": "matrix3d", "n_heads": 4}).info
-    assert (info.config["attention"], info.config["n_heads"]) == ("matrix3d", 4)
-
-
-def test_script_defaults_are_assumed_with_notes_at_d16(tmp_path):
-    # Spec §3.6: H = 4 at d = 16, Frobenius attention; both assumptions are reported.
+def test_script_defaults_are_assumed_only_on_request_and_reported(tmp_path):
+    # Spec §3.6 and §7.4: a bare d = 16 byte file gets run_byte_matrix.py's H = 4 and
+    # Frobenius attention only with assume_research_defaults, marked assumed.
     model = tiny_model(5, mat_dim=16, n_heads=4, n_probes=4, n_layers=1, max_len=16)
     path = write_research(tmp_path, model.state_dict())
-    loaded = load_checkpoint(path)
-    assert (loaded.info.config["attention"], loaded.info.config["n_heads"]) == ("frobenius", 4)
-    assert any("attention type assumed 'frobenius'" in note for note in loaded.info.notes)
-    assert any("n_heads assumed 4" in note for note in loaded.info.notes)
+    with pytest.raises(AblateError, match=r"n_heads and attention are not in the weights.*"
+                                          r"assume_research_defaults=True"):
+        load_checkpoint(path)
+    info = load_checkpoint(path, overrides={"assume_research_defaults": True}).info
+    assert (info.config["attention"], info.config["n_heads"]) == ("frobenius", 4)
+    assert info.assumed == ["n_heads", "attention"]
+    assert info.settings["n_heads"]["source"] == "research default of run_byte_matrix.py at d=16"
+    assert any(note.startswith("n_heads = 4 (ASSUMED") for note in info.notes)
+    loaded = load_checkpoint(path, overrides={"assume_research_defaults": True})
     assert torch.equal(_logits(loaded.model), _logits(model))
 
 
-def test_no_n_heads_default_for_unusual_d_asks_for_the_flag(tmp_path):
+def test_unusual_d_has_no_default_to_assume_and_asks_for_both_facts(tmp_path):
     path = tiny_research(tmp_path, sidecar={})
-    with pytest.raises(AblateError, match="--n-heads") as err:
-        load_checkpoint(path)
-    assert str(path) in str(err.value)
-    assert load_checkpoint(path, overrides={"n_heads": 2}).info.config["n_heads"] == 2
+    with pytest.raises(AblateError, match="n_heads and attention are not in the weights") as err:
+        load_checkpoint(path, overrides_from="flags")
+    assert str(path) in str(err.value) and "--n-heads H and --attention" in str(err.value)
+    with pytest.raises(AblateError, match="no research script has defaults for d=4"):
+        load_checkpoint(path, overrides={"assume_research_defaults": True})
+    flags = {"n_heads": 2, "attention": "frobenius"}
+    assert load_checkpoint(path, overrides=flags).info.config["n_heads"] == 2
 
 
 def test_sidecar_value_contradicting_shapes_names_file_and_both_values(tmp_path):
@@ -144,13 +185,14 @@ def test_sidecar_value_contradicting_shapes_names_file_and_both_values(tmp_path)
     with pytest.raises(AblateError) as err:
         load_checkpoint(path)
     message = str(err.value)
-    assert str(path.parent / "config.json") in message and str(path) in message
+    assert message.startswith("config.json states") and str(path) in message
     assert "mat_dim=32" in message and "d=4" in message and "correct mat_dim" in message
 
 
 def test_variant_whose_head_contradicts_the_weights_is_refused(tmp_path):
     path = tiny_research(tmp_path, sidecar={"variant": "round1_frobenius_collapse", "n_heads": 2})
-    with pytest.raises(AblateError, match="implies head=collapse.*head=multiprobe"):
+    with pytest.raises(AblateError, match=r"variant round1_frobenius_collapse\) states "
+                                          r"head=collapse.*head=multiprobe"):
         load_checkpoint(path)
 
 
@@ -181,17 +223,66 @@ def test_nan_error_names_the_first_offending_key(tmp_path):
         load_checkpoint(path)
 
 
-def test_refused_pickle_names_the_global_and_is_never_unpickled(tmp_path):
-    path, _ = BAD_INPUTS["pickle_refused_by_weights_only"](tmp_path)
-    with pytest.raises(AblateError, match=r"argparse\.Namespace.*weights_only=True"):
+def test_pickled_objects_are_refused_and_never_run(tmp_path):
+    path, _ = BAD_INPUTS["whole_pickled_model"](tmp_path)
+    with pytest.raises(AblateError, match=r"pickled ablate\.model\.thinker\.MatrixThinker object, "
+                                          r"not a state dict.*model\.state_dict\(\)"):
         load_checkpoint(path)
+    path, _ = BAD_INPUTS["pickled_os_function"](tmp_path)
+    with pytest.raises(AblateError, match=r"\((posix|nt|os)\.system\).*weights_only=True"):
+        load_checkpoint(path)
+
+
+TRIPPED: list[str] = []
+
+
+def _trip(*args):
+    TRIPPED.append("ran")
+    return args
+
+
+class Tripwire:
+    """Unpickling this for real would call _trip; the loader must only record it."""
+
+    def __reduce__(self):
+        return (_trip, ("payload",))
+
+
+@dataclass
+class RunConfig:
+    n_heads: int = 2
+    attention: str = "frobenius"
+    lr: float = 3e-4
+
+
+@pytest.mark.parametrize("config", [
+    RunConfig(), argparse.Namespace(n_heads=2, attention="frobenius", lr=3e-4),
+    {"n_heads": 2, "attention": "frobenius", "hook": Tripwire()},
+])
+def test_embedded_namespace_dataclass_or_dict_configs_are_read_without_running_code(
+        tmp_path, config):
+    # A mid-training file: its config (dict, argparse args or a dataclass) states n_heads and
+    # attention; the classes are recorded as plain fields, never imported or called.
+    model = tiny_model(8)
+    saved = {"step": 500, "model_state_dict": model.state_dict(), "config": config,
+             "optimizer_state_dict": torch.optim.AdamW(model.parameters()).state_dict(),
+             "scheduler_state_dict": {"last_epoch": 500}}
+    path = write_research(tmp_path, saved)
+    loaded = load_checkpoint(path)
+    assert TRIPPED == []
+    assert loaded.info.settings["n_heads"] == {"value": 2, "source": "'config' in best.pt",
+                                               "how": "stated"}
+    assert loaded.info.metadata["embedded_configs"] == ["the checkpoint dict in best.pt",
+                                                        "'config' in best.pt"]
+    assert torch.equal(_logits(loaded.model), _logits(model))
 
 
 def test_round2_bpe_checkpoint_from_the_spec_key_table_counts_5155960_parameters(tmp_path):
     # Spec §3.5 keys at d=32, NL=8, K=32, V=50257, P=2048 load strictly; spec §5 count.
     state = spec_state_dict(d=32, n_layers=8, n_probes=32, vocab_size=50257, max_len=2048)
     assert len(state) == 30 * 8 + 8
-    loaded = load_checkpoint(write_research(tmp_path, state), require_tokenizer=False)
+    loaded = load_checkpoint(write_research(tmp_path, state), require_tokenizer=False,
+                             overrides={"assume_research_defaults": True})
     assert loaded.info.n_params == 5_155_960 == spec_param_count(loaded.model.config)
     assert loaded.info.config["n_heads"] == 8
     assert loaded.info.variant == "round2_frobenius_multiprobe"
@@ -205,10 +296,12 @@ def test_non_byte_vocabulary_without_tokenizer_asks_for_one(tmp_path):
         load_checkpoint(path)
 
 
-@pytest.mark.parametrize(("embedding", "rank"), [("rank_r", 2), ("pairwise", 1)])
-def test_embedding_kind_is_read_from_shapes(tmp_path, embedding, rank):
+@pytest.mark.parametrize(("embedding", "rank"), [("bigram", 2), ("pairwise", 1)])
+def test_embedding_kind_is_read_from_shapes_and_the_sidecar(tmp_path, embedding, rank):
+    # pairwise has its own key; rank_r and bigram share shapes, so the sidecar names it.
     model = tiny_model(6, embedding=embedding, embedding_rank=rank)
-    loaded = load_checkpoint(write_research(tmp_path, model.state_dict(), sidecar=TINY_SIDECAR))
+    sidecar = {**TINY_SIDECAR, **({"embedding": embedding} if rank > 1 else {})}
+    loaded = load_checkpoint(write_research(tmp_path, model.state_dict(), sidecar=sidecar))
     assert loaded.info.config["embedding"] == embedding
     assert loaded.info.config["embedding_rank"] == rank
     assert torch.equal(_logits(loaded.model), _logits(model))
@@ -236,13 +329,24 @@ def test_loading_leaves_the_global_rng_alone(tmp_path):
     assert torch.equal(before, torch.random.get_rng_state())
 
 
-def test_variant_name_follows_an_attention_flag(tmp_path):
-    # A sidecar's variant name is kept only while the flags leave its attention and head.
+def test_rank_r_and_bigram_share_shapes_so_one_must_be_stated(tmp_path):
+    model = tiny_model(6, embedding="rank_r", embedding_rank=2)
+    path = write_research(tmp_path, model.state_dict(), sidecar=TINY_SIDECAR)
+    with pytest.raises(AblateError, match="embedding is not in the weights"):
+        load_checkpoint(path)
+    info = load_checkpoint(path, overrides={"embedding": "rank_r"}).info
+    assert info.config["embedding"] == "rank_r" and info.assumed == []
+    assumed = load_checkpoint(path, overrides={"assume_research_defaults": True}).info
+    assert assumed.config["embedding"] == "rank_r" and assumed.assumed == ["embedding"]
+
+
+def test_variant_name_comes_from_the_sidecar(tmp_path):
     path = tiny_research(tmp_path, sidecar={"variant": "round2_frobenius_multiprobe",
                                             "n_heads": 2, "vocab_size": 256})
-    assert load_checkpoint(path).info.variant == "round2_frobenius_multiprobe"
-    flagged = load_checkpoint(path, overrides={"attention": "matrix3d"}).info
-    assert flagged.variant == "attn3d_multiprobe"
+    info = load_checkpoint(path).info
+    assert info.variant == "round2_frobenius_multiprobe"
+    source = info.settings["attention"]["source"]
+    assert source == "config.json (variant round2_frobenius_multiprobe)"
 
 
 def test_directory_without_best_pt_lists_contents_and_points_at_other_pt_files(tmp_path):
@@ -255,5 +359,6 @@ def test_codi_checkpoint_is_recognised(tmp_path):
     state = {"gpt2.transformer.wte.weight": torch.zeros(3, 2),
              "bottleneck.w_up.bias": torch.zeros(2)}
     path = write_research(tmp_path, {"model": state, "use_matrix_bottleneck": True})
-    with pytest.raises(AblateError, match="matrix-CODI checkpoint"):
+    with pytest.raises(AblateError, match="matrix-CODI checkpoint") as err:
         load_checkpoint(path)
+    assert f"inspect it with: ablate codi inspect {path} --kind research" in str(err.value)

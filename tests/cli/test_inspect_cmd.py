@@ -21,12 +21,13 @@ def test_inspect_json_has_documented_keys(tmp_path, capsys):
     assert len(report["erank_per_iter"]) == 3 and report["batch"]["shape"] == [2, 6]
 
 
-def test_inspect_flags_reach_the_loader(tmp_path, capsys):
+def test_inspect_flags_reach_the_loader_and_are_named_as_sources(tmp_path, capsys):
     path = tiny_research(tmp_path / "run", sidecar={})
     args = ["inspect", str(path), "--json", "--attention", "matrix3d", "--n-heads", "4"]
     assert main(args) == 0
-    config = json.loads(capsys.readouterr().out)["config"]
-    assert (config["attention"], config["n_heads"]) == ("matrix3d", 4)
+    report = json.loads(capsys.readouterr().out)
+    assert (report["config"]["attention"], report["config"]["n_heads"]) == ("matrix3d", 4)
+    assert report["settings"]["n_heads"] == {"value": 4, "source": "--n-heads", "how": "stated"}
 
 
 def test_inspect_prints_tables_and_notes(shared, capsys):
@@ -34,7 +35,8 @@ def test_inspect_prints_tables_and_notes(shared, capsys):
     assert main(["inspect", str(root), "-T", "1"]) == 0
     out = capsys.readouterr().out
     for text in ("Checkpoint", "research", "round1_frobenius_collapse", "10,478", "Config",
-                 "note:", "Effective rank per iteration", "M(1)"):
+                 "note:", "Effective rank per iteration", "M(1)", "where each value came from",
+                 "config.json"):
         assert text in out
     assert "M(2)" not in out
 
@@ -44,12 +46,14 @@ def test_convert_then_inspect_the_native_copy(tmp_path, capsys):
     target = tmp_path / "native"
     args = ["convert", str(source), str(target), "--attention", "matrix3d", "--n-heads", "2"]
     assert main(args) == 0
-    assert "logits identical" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "logits of the copy identical" in out and "n_heads = 2 (from --n-heads)" in out
     assert main(["inspect", str(target), "--json", "-T", "0"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["format"] == "native" and report["config"]["attention"] == "matrix3d"
     assert report["metadata"]["command"].startswith(f"ablate convert {source} {target}")
-    assert main(["convert", str(source), str(target), "--n-heads", "2"]) == 2
+    assert main(["convert", str(source), str(target), "--n-heads", "2", "--attention",
+                 "matrix3d"]) == 2
     assert "--overwrite" in capsys.readouterr().err
 
 

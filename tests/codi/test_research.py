@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 
@@ -14,17 +16,18 @@ from tests.codi.conftest import synthetic_items
 HIDDEN, D = 32, 4
 
 
-def tiny_gpt2(vocab: int = 260, seed: int = 0):
+def tiny_gpt2(vocab: int = 260, seed: int = 0, positions: int = 256):
     from transformers import GPT2Config, GPT2LMHeadModel
 
     torch.manual_seed(seed)
-    config = GPT2Config(n_layer=2, n_embd=HIDDEN, n_head=2, n_positions=256, vocab_size=vocab,
-                        bos_token_id=None, eos_token_id=None)
+    config = GPT2Config(n_layer=2, n_embd=HIDDEN, n_head=2, n_positions=positions,
+                        vocab_size=vocab, bos_token_id=None, eos_token_id=None)
     return GPT2LMHeadModel(config)
 
 
-def research_state(vocab: int = 260, readout: str = "flatten", matrix: bool = True) -> dict:
-    state = {f"gpt2.{k}": v for k, v in tiny_gpt2(vocab).state_dict().items()}
+def research_state(vocab: int = 260, readout: str = "flatten", matrix: bool = True,
+                   positions: int = 256) -> dict:
+    state = {f"gpt2.{k}": v for k, v in tiny_gpt2(vocab, positions=positions).state_dict().items()}
     torch.manual_seed(1)
     if matrix:
         bottleneck = MatrixBottleneck(HIDDEN, D, readout=readout)
@@ -107,6 +110,39 @@ def test_checkpoint_without_the_special_tokens_is_refused_in_one_line(tmp_path,
     with pytest.raises(AblateError, match="without the CODI special tokens") as err:
         load_research_codi(path, tokenizer=gpt2_tokenizer_dir)
     assert "\n" not in str(err.value)
+
+
+def test_a_tokenizer_of_another_size_is_named_as_the_mismatch(tmp_path, gpt2_tokenizer_dir):
+    # 258 rows: neither GPT-2's 257 ids (saved without the specials) nor the 260 of this
+    # tokenizer with them, so the tokenizer is what does not match.
+    path = save(tmp_path / "b.pt", research_state(vocab=258), tokenizer_len=258)
+    with pytest.raises(AblateError) as err:
+        load_research_codi(path, tokenizer=gpt2_tokenizer_dir)
+    assert str(err.value) == (
+        f"{path}: the tokenizer does not match: {gpt2_tokenizer_dir} has 260 ids with <bot>, "
+        "<eot>, <latent> but the checkpoint's embedding has 258 rows (tokenizer_len 258); "
+        "pass the tokenizer it was trained with (--tokenizer DIR)")
+    larger = save(tmp_path / "c.pt", research_state(vocab=270), tokenizer_len=270)
+    with pytest.raises(AblateError, match="the tokenizer does not match.*270 rows"):
+        load_research_codi(larger, tokenizer=gpt2_tokenizer_dir)
+
+
+def test_a_problem_longer_than_gpt2_positions_is_refused_up_front(tmp_path, gpt2_tokenizer_dir,
+                                                                  capsys):
+    # Was: an IndexError traceback from GPT-2's position embedding mid-evaluation.
+    from ablate.cli import main
+
+    path = save(tmp_path / "b.pt", research_state(positions=48))
+    args = ["codi", "eval", str(path), "--kind", "research", "--tokenizer",
+            str(gpt2_tokenizer_dir), "--limit", "2", "--latents", "2", "--json"]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in err
+    assert "but this research CODI checkpoint has n_positions=48" in lines[0]
+    room = int(lines[0].split("--max-question-tokens ")[1].split()[0])
+    assert main([*args, "--max-question-tokens", str(room)]) == 0
+    assert json.loads(capsys.readouterr().out)["n_items"] == 2
 
 
 def test_pickled_code_is_refused_not_run(tmp_path):

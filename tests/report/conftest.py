@@ -89,8 +89,15 @@ def write_run(run_dir: Path, *, seeds: tuple[int, ...] = (0, 1, 2), heads: tuple
     }
     ids = [job_id(h, s, n_iterations) for h, s in jobs]
     rng = np.random.default_rng(0)
+    stated = {"n_heads": {"value": 8, "source": "the n_heads override", "how": "stated"},
+              "attention": {"value": "frobenius", "source": "results.json (config)",
+                            "how": "stated"},
+              "n_iterations": {"value": 8, "source": "ablate default", "how": "default"}}
+    checkpoints = [{**c, "format": "research", "settings": stated, "assumed": []}
+                   for c in config["checkpoints"]]
     with RunStore.open(run_dir, config=config, config_hash=f"hash-{run_dir.name}",
-                       job_ids=ids, experiment_file="experiments/synthetic.toml") as store:
+                       job_ids=ids, experiment_file="experiments/synthetic.toml",
+                       checkpoints=checkpoints) as store:
         for head, seed in jobs[:len(jobs) - skip_jobs]:
             store.write(job_id(head, seed, n_iterations),
                         job_records(head, seed, n_items=n_items, ks=ks, n_draws=n_draws,

@@ -110,6 +110,10 @@ def test_report_states_what_was_run(report, run):
     assert f"ablate {manifest['ablate_version']}" in markdown
     for checkpoint in manifest["config"]["checkpoints"]:
         assert checkpoint["path"] in markdown
+    # Where each fact the weights do not give came from; nothing was assumed.
+    assert ("6 checkpoints (collapse, multiprobe): n_heads = 8 (from the n_heads override), "
+            "attention = frobenius (from results.json (config))") in markdown
+    assert "Assumed, not stated" not in markdown
     assert "generator seed 7" in markdown and "100 bootstrap replicates" in markdown
     assert "5 pp of accuracy" in markdown  # tost_margin 0.05 in the config is 5 pp
     assert "Jobs: 6 of 6 finished" in markdown
