@@ -29,8 +29,8 @@ def test_inspect_flags_reach_the_loader(tmp_path, capsys):
     assert (config["attention"], config["n_heads"]) == ("matrix3d", 4)
 
 
-def test_inspect_prints_tables_and_notes(shared, capsys):
-    root = shared / "reference" / "round1_frobenius_collapse__small_init"
+def test_inspect_prints_tables_and_notes(reference, capsys):
+    root = reference / "round1_frobenius_collapse__small_init"
     assert main(["inspect", str(root), "-T", "1"]) == 0
     out = capsys.readouterr().out
     for text in ("Checkpoint", "research", "round1_frobenius_collapse", "10,478", "Config",
