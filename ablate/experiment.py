@@ -34,7 +34,7 @@ except ModuleNotFoundError:  # Python 3.10
 
 import tomli_w
 
-from ablate.errors import AblateError
+from ablate.errors import AblateError, did_you_mean
 
 VERSION = 1
 MODES = ("teacher_forced", "generative")
@@ -210,6 +210,26 @@ class Experiment:
         return int(found[-1])
 
 
+def stats_changes(recorded: Mapping[str, Any] | None, current: Mapping[str, Any]) -> list[str]:
+    """How a ``[stats]`` table differs from the one a run recorded, e.g.
+    ``["n_boot 2000 -> 5000"]`` (defaults stand in for a missing table or key)."""
+    defaults = vars(StatsSettings())
+    before, after = {**defaults, **(recorded or {})}, {**defaults, **current}
+    return [f"{key} {before.get(key)} -> {after.get(key)}"
+            for key in sorted(set(before) | set(after)) if before.get(key) != after.get(key)]
+
+
+def read_stats_table(path: str | Path) -> StatsSettings:
+    """The ``[stats]`` table of an experiment file alone (parsed and checked like
+    ``load_experiment`` does, without the rest of the file's checks)."""
+    file = Path(path)
+    try:
+        data = tomllib.loads(file.read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
+        raise AblateError(f"{file}: cannot read its [stats] table ({err})") from err
+    return _parse_stats(data, str(file))
+
+
 def load_experiment(path: str | Path) -> Experiment:
     """Read and check an experiment TOML file (not yet resolved)."""
     file = Path(path)
@@ -316,8 +336,9 @@ class _Reader:
             raise AblateError(f"{source}: {where} must be a table, got {type(table).__name__}")
         unknown = [key for key in table if key not in allowed]
         if unknown:
-            raise AblateError(f"{source}: unknown key '{unknown[0]}' in {where}; "
-                              f"allowed keys: {', '.join(allowed)}")
+            raise AblateError(f"{source}: unknown key '{unknown[0]}' in {where}."
+                              f"{did_you_mean(unknown[0], allowed)} Allowed keys: "
+                              f"{', '.join(allowed)}")
         self.table, self.where, self.source = table, where, source
 
     def fail(self, key: str, message: str) -> AblateError:
@@ -365,17 +386,7 @@ def _parse(data: Mapping[str, Any], source: str) -> Experiment:
     interventions = _parse_interventions(data.get("interventions", []), source)
     device = top.get("device", str, "cpu")
     _check_device(device, source)
-    stats_reader = _Reader(data.get("stats", {}), "[stats]", source, _STATS_KEYS)
-    stats = StatsSettings(
-        tost_margin=float(stats_reader.get("tost_margin", (float, int), 0.02)),
-        level=float(stats_reader.get("level", (float, int), 0.95)),
-        n_boot=stats_reader.get("n_boot", int, 2000, min_value=1),
-        seed=stats_reader.get("seed", int, 0, min_value=0),
-    )
-    if not 0 < stats.level < 1:
-        raise stats_reader.fail("level", f"must lie strictly between 0 and 1, got {stats.level}")
-    if stats.tost_margin <= 0:
-        raise stats_reader.fail("tost_margin", f"must be > 0, got {stats.tost_margin}")
+    stats = _parse_stats(data, source)
     return Experiment(
         name=name,
         description=top.get("description", str, ""),
@@ -390,6 +401,22 @@ def _parse(data: Mapping[str, Any], source: str) -> Experiment:
         version=version,
         source=source,
     )
+
+
+def _parse_stats(data: Mapping[str, Any], source: str) -> StatsSettings:
+    reader = _Reader(data.get("stats", {}), "[stats]", source, _STATS_KEYS)
+    defaults = StatsSettings()
+    stats = StatsSettings(
+        tost_margin=float(reader.get("tost_margin", (float, int), defaults.tost_margin)),
+        level=float(reader.get("level", (float, int), defaults.level)),
+        n_boot=reader.get("n_boot", int, defaults.n_boot, min_value=1),
+        seed=reader.get("seed", int, defaults.seed, min_value=0),
+    )
+    if not 0 < stats.level < 1:
+        raise reader.fail("level", f"must lie strictly between 0 and 1, got {stats.level}")
+    if stats.tost_margin <= 0:
+        raise reader.fail("tost_margin", f"must be > 0, got {stats.tost_margin}")
+    return stats
 
 
 def _entries(data: Mapping[str, Any], key: str, source: str, allowed: Sequence[str],
@@ -442,8 +469,12 @@ def _parse_task(r: _Reader) -> TaskSpec:
     )
 
 
+# Devices every torch build names; others are checked by torch itself (loaded only then).
+_COMMON_DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
+
+
 def _check_device(device: str, source: str) -> None:
-    if device == "auto":
+    if _COMMON_DEVICE.match(device):
         return
     import torch
 

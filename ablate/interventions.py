@@ -32,22 +32,16 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
+from ablate.errors import AblateError, did_you_mean, unknown_name_error
+from ablate.sites import SIDES, hook_names, resolve_site
 
-from ablate.errors import AblateError, unknown_name_error
-from ablate.model.hooks import HookFn, hook_names, resolve_site
-from ablate.projections import (
-    SIDES,
-    LowRankBasis,
-    decompose,
-    draw_generator,
-    norm_matched,
-    random_project,
-    random_subspace,
-    svd_project,
-)
+if TYPE_CHECKING:  # torch is imported where matrices are projected, so that checking a
+    import torch  # config (ablate validate --no-checkpoints) never loads it
+
+    from ablate.model.hooks import HookFn
+    from ablate.projections import LowRankBasis
 
 logger = logging.getLogger(__name__)
 
@@ -62,7 +56,8 @@ _ITER_HOOK = re.compile(r"^iter\.(\d+|\*)(\.layer\.(\d+|\*))?\.hook_out$")
 # every condition made only of them (see ablate.evaluation.shared_backbone).
 AFTER_BACKBONE = ("final_norm.hook_in", "head.hook_in")
 
-ProjectFn = Callable[["Intervention", torch.Tensor, int, "LowRankBasis | None"], torch.Tensor]
+ProjectFn = Callable[["Intervention", "torch.Tensor", int, "LowRankBasis | None"],
+                     "torch.Tensor"]
 
 
 @dataclass(frozen=True)
@@ -111,6 +106,8 @@ def get_intervention(name: str) -> InterventionKind:
 def _svd_rank_k(
     intervention: Intervention, X: torch.Tensor, eval_seed: int, basis: LowRankBasis | None
 ) -> torch.Tensor:
+    from ablate.projections import decompose, svd_project
+
     return svd_project(basis if basis is not None else decompose(X), intervention.k)
 
 
@@ -122,6 +119,8 @@ def _svd_rank_k(
 def _random_rank_k(
     intervention: Intervention, X: torch.Tensor, eval_seed: int, basis: LowRankBasis | None
 ) -> torch.Tensor:
+    from ablate.projections import random_project
+
     Q = _subspace(eval_seed, intervention.draw or 0, intervention.k, X.shape[-1],
                   intervention.side)
     return random_project(X, Q, intervention.side)
@@ -130,6 +129,8 @@ def _random_rank_k(
 @lru_cache(maxsize=256)
 def _subspace(eval_seed: int, draw: int, k: int, d: int, side: str) -> torch.Tensor:
     """(d, k) float64 on CPU; one subspace per condition, shared by every token and item."""
+    from ablate.projections import draw_generator, random_subspace
+
     return random_subspace(d, k, generator=draw_generator(eval_seed, draw, k), side=side)
 
 
@@ -201,6 +202,10 @@ class Intervention:
     ) -> torch.Tensor:
         """The ablated batch (..., d, d), same dtype as X, computed in float32 or better
         with autocast off. ``basis`` = ``decompose(X)`` shared between conditions."""
+        import torch
+
+        from ablate.projections import norm_matched
+
         if self.is_identity(X.shape[-1]):
             return X
         with torch.autocast(device_type=X.device.type, enabled=False):
@@ -401,7 +406,8 @@ def _expand_entry(entry: Any, where: str, n_layers: int | None) -> list[tuple[In
     unknown = sorted(set(entry) - set(_BASE_KEYS) - set(kind.params))
     if unknown:
         raise AblateError(
-            f"{where}: unknown key(s) {', '.join(unknown)} for '{name}'. "
+            f"{where}: unknown key(s) {', '.join(unknown)} for '{name}'."
+            f"{did_you_mean(unknown[0], _BASE_KEYS + kind.params)} "
             f"Allowed: {', '.join(_BASE_KEYS + kind.params)}"
         )
     site = entry.get("site", DEFAULT_SITE)

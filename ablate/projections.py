@@ -27,9 +27,9 @@ import torch
 
 from ablate.errors import AblateError
 from ablate.rank import singular_decomposition
+from ablate.sites import SIDES
 
 Side = Literal["columns", "rows"]
-SIDES = ("columns", "rows")
 # Separates these seeds from any other stream derived from the same eval seed
 # (the bytes of "rand").
 _DRAW_DOMAIN = 0x72616E64

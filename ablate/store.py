@@ -155,6 +155,14 @@ def missing_jobs(run_dir: str | Path) -> list[str]:
     return [job_id for job_id in read_manifest(run_dir)["jobs"] if job_id not in done]
 
 
+def job_counts(run_dir: str | Path) -> tuple[int, int] | None:
+    """(finished jobs, jobs in the grid) of a run directory; None without a manifest."""
+    if not (Path(run_dir) / MANIFEST).is_file():
+        return None
+    jobs = read_manifest(run_dir).get("jobs") or []
+    return len(set(jobs) & finished_jobs(run_dir)), len(jobs)
+
+
 def read_records(run_dir: str | Path) -> pd.DataFrame:
     """All records of a run, sorted by job id, rows in file order within a job.
 
@@ -254,7 +262,7 @@ def _open_manifest(root: Path, config: dict[str, Any], config_hash: str, job_ids
                    experiment_file: str | None,
                    checkpoints: Sequence[Mapping[str, Any]] | None) -> dict[str, Any]:
     env = environment()
-    session = {"started": _now(), "pid": os.getpid(), **env}
+    session = {"started": _now(), "pid": os.getpid(), "experiment_file": experiment_file, **env}
     path = root / MANIFEST
     if path.is_file():
         manifest = read_manifest(root)
@@ -264,8 +272,11 @@ def _open_manifest(root: Path, config: dict[str, Any], config_hash: str, job_ids
                 f"{root} was written by ablate {manifest.get('ablate_version')}, whose job "
                 "grid differs from this version's for the same config; pass a new --out"
             )
-        # Unhashed settings (device, batch size, stats) may change between sessions.
+        # Unhashed settings (device, batch size, stats) may change between sessions; the
+        # file they came from is the latest session's.
         manifest["config"] = config
+        if experiment_file is not None:
+            manifest["experiment_file"] = experiment_file
     else:
         manifest = {
             "run_format_version": RUN_FORMAT_VERSION,

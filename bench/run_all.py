@@ -13,7 +13,8 @@ import platform
 
 import torch
 
-MODULES = ("bench.hooks", "bench.spectra", "bench.conditions", "bench.ray_speedup")
+MODULES = ("bench.startup", "bench.hooks", "bench.spectra", "bench.conditions",
+           "bench.ray_speedup")
 
 
 def print_rows(rows: list[dict]) -> None:

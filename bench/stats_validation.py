@@ -3,12 +3,16 @@
 Simulates the design of docs/statistics ("Validation"): binary outcomes over seeds x shared
 problems with seed spread sd_seed and shared problem-by-condition spread sd_problem_effect;
 per cell an effect run (coverage) and a null run (E3 truth 0: false positives). Also an
-effective-rank slope grid (AR(1) noise over iterations) and a length-confounded depth grid.
+effective-rank slope grid (AR(1) noise over iterations), a length-confounded depth grid,
+and a grid of several eval seeds per problem (docs/statistics.md, "Several eval seeds").
 Methods: E1 (paired problem bootstrap), E3 (two-way interval), and the naive t test on
-per-seed estimates. Writes a CSV (one row per cell and method) for the report appendix.
+per-seed estimates; for eval seeds also the same intervals with (eval seed, problem) pairs
+wrongly counted as problems. Writes a CSV (one row per cell and method) for the report
+appendix; ``--studies`` reruns some studies and keeps the other rows of ``--out``.
 
     python bench/stats_validation.py                       # full grid, 1000 replicates
     python bench/stats_validation.py --replicates 100 --n-boot 500 --items 200 --workers 2
+    python bench/stats_validation.py --studies eval_seeds  # one study, merged into --out
     python bench/stats_validation.py --speed-only          # vectorised vs looped bootstrap
 """
 
@@ -42,8 +46,10 @@ from ablate.stats.simulate import (  # noqa: E402
     BinaryCell,
     DepthCell,
     ErankCell,
+    EvalSeedCell,
     depth_study,
     erank_slope_study,
+    eval_seed_study,
     paired_binary_study,
 )
 
@@ -52,7 +58,15 @@ METHODS = {  # method -> (coverage of its own truth, coverage of the E3 truth, r
     "E3 two-way (seeds and problems)": ("coverage_e3", "coverage_e3", "reject_e3"),
     "t test on per-seed estimates": ("coverage_seed_t", "coverage_seed_t", "reject_seed_t"),
     "E1 problem-clustered OLS": ("coverage_ols", "coverage_ols_of_e3_truth", "reject_ols"),
+    "E1, eval seeds counted as problems": ("pooled_coverage_e1",
+                                           "pooled_coverage_e1_of_e3_truth",
+                                           "pooled_reject_e1"),
+    "E3, eval seeds counted as problems": ("pooled_coverage_e3", "pooled_coverage_e3",
+                                           "pooled_reject_e3"),
 }
+STUDIES = ("binary", "erank", "depth", "eval_seeds")
+DESIGN_COLUMNS = ("n_seeds", "n_items", "sd_seed", "sd_problem_effect", "sd_seed_slope",
+                  "sd_seed_effect", "n_eval_seeds", "sd_eval")
 EFFECT_BINARY = {"mu": 0.5, "beta": 0.4}
 EFFECT_ERANK_SLOPE = 0.1
 EFFECT_DEPTH = 0.05
@@ -63,7 +77,7 @@ def _run(task: tuple[int, str, object, int, int, np.random.SeedSequence]
     index, study, cell, replicates, n_boot, seed = task
     rng = np.random.default_rng(seed)
     function = {"binary": paired_binary_study, "erank": erank_slope_study,
-                "depth": depth_study}[study]
+                "depth": depth_study, "eval_seeds": eval_seed_study}[study]
     return index, function(cell, n_replicates=replicates, n_boot=n_boot, rng=rng)
 
 
@@ -72,14 +86,24 @@ def _tasks(args: argparse.Namespace) -> list[tuple[str, str, object]]:
     tasks = []
     for s, n, sd_seed, sd_g in itertools.product(args.seeds, args.items, args.seed_sd,
                                                  args.problem_sd):
+        if "binary" not in args.studies:
+            break
         null = BinaryCell(n_seeds=s, n_items=n, sd_seed=sd_seed, sd_problem_effect=sd_g)
         tasks += [("binary", "effect", replace(null, **EFFECT_BINARY)), ("binary", "null", null)]
-    if not args.skip_erank:
+    if "eval_seeds" in args.studies:
+        # Two eval seeds; v_seed,eval of SD 0 (nothing seeded matters) or 0.3 (a new random
+        # subspace per eval seed), on top of a modest seed spread.
+        for s, sd_eval in itertools.product(args.seeds, (0.0, 0.3)):
+            null = EvalSeedCell(n_seeds=s, n_items=min(args.items), n_eval_seeds=2,
+                                sd_seed=0.1, sd_problem_effect=1.5, sd_eval=sd_eval)
+            tasks += [("eval_seeds", "effect", replace(null, **EFFECT_BINARY)),
+                      ("eval_seeds", "null", null)]
+    if not args.skip_erank and "erank" in args.studies:
         for s, sd in itertools.product(args.seeds, (0.0, 0.05)):
             null = ErankCell(n_seeds=s, n_items=200, sd_seed_slope=sd)
             tasks += [("erank", "effect", replace(null, slope=EFFECT_ERANK_SLOPE)),
                       ("erank", "null", null)]
-    if not args.skip_depth:
+    if not args.skip_depth and "depth" in args.studies:
         for s, sd in itertools.product(args.seeds, (0.0, 0.02)):
             null = DepthCell(n_seeds=s, n_items=min(args.items), sd_seed_effect=sd)
             tasks += [("depth", "effect", replace(null, depth_effect=EFFECT_DEPTH)),
@@ -91,9 +115,7 @@ def _table(results: list[tuple[str, str, dict[str, float]]]) -> pd.DataFrame:
     """One row per cell and method: coverage from the effect run, rejections from the null."""
     cells: dict[tuple, dict[str, dict[str, float]]] = {}
     for study, scenario, summary in results:
-        design = {k: v for k, v in summary.items() if k in {
-            "n_seeds", "n_items", "sd_seed", "sd_problem_effect", "sd_seed_slope",
-            "sd_seed_effect"}}
+        design = {k: v for k, v in summary.items() if k in DESIGN_COLUMNS}
         key = (study, tuple(sorted(design.items())))
         cells.setdefault(key, {})[scenario] = summary
     rows = []
@@ -154,6 +176,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=Path("bench/results/stats_validation.csv"))
     parser.add_argument("--speed-only", action="store_true")
+    parser.add_argument("--studies", nargs="+", choices=STUDIES, default=list(STUDIES),
+                        help="studies to run; rows of the others in --out are kept")
     args = parser.parse_args(argv)
     _speed(np.random.default_rng(args.seed))
     if args.speed_only:
@@ -175,12 +199,15 @@ def main(argv: list[str] | None = None) -> int:
     results = [(study, scenario, summaries[index])
                for index, (study, scenario, _) in enumerate(grid)]
     table = _table(results)
+    if set(args.studies) != set(STUDIES) and args.out.is_file():
+        kept = pd.read_csv(args.out)
+        kept = kept[~kept["study"].isin(args.studies)]
+        table = pd.concat([kept, table], ignore_index=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     table.to_csv(args.out, index=False)
     with pd.option_context("display.max_rows", None, "display.width", 200,
                            "display.float_format", "{:.3f}".format):
-        shown = [c for c in ("study", "n_seeds", "n_items", "sd_seed", "sd_problem_effect",
-                             "sd_seed_slope", "sd_seed_effect", "method", "coverage_own_truth",
+        shown = [c for c in ("study", *DESIGN_COLUMNS, "method", "coverage_own_truth",
                              "coverage_e3_truth", "fpr_e3_null") if c in table.columns]
         print(table[shown].to_string(index=False))
     band = 2 * math.sqrt(0.95 * 0.05 / args.replicates)

@@ -1,5 +1,6 @@
 """Shared fixtures: a seeded tiny model (d = 4, two layers, two heads, byte vocab) that
-builds and runs in milliseconds, and the location of ../shared."""
+builds and runs in milliseconds, the research reference cases (the in-repo copy, and
+../shared/reference when present), and the location of ../shared (GSM8K)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import pytest
 import torch
 
 from ablate.model import MatrixThinker, MatrixThinkerConfig
+from tests.model.reference_cases import reference_roots
 
 # Tiny models run several times faster on one thread than on two competing ones.
 torch.set_num_threads(1)
@@ -44,3 +46,11 @@ def shared() -> Path:
     if not SHARED.is_dir():
         pytest.skip(f"shared data not found at {SHARED}; set ABLATE_SHARED")
     return SHARED
+
+
+@pytest.fixture(params=reference_roots(),
+                ids=lambda root: "repo" if "tests" in root.parts else "shared")
+def reference(request: pytest.FixtureRequest) -> Path:
+    """A directory of the four research reference cases: tests/model/reference always (so
+    the evidence runs on a clean clone), and ../shared/reference too when it exists."""
+    return request.param

@@ -10,7 +10,15 @@ import tomli_w
 import tomllib
 
 from ablate.errors import AblateError
-from ablate.experiment import Experiment, expand_jobs, load_experiment
+from ablate.executors import check_experiment
+from ablate.experiment import (
+    Experiment,
+    StatsSettings,
+    expand_jobs,
+    load_experiment,
+    read_stats_table,
+    stats_changes,
+)
 
 BASE = {
     "version": 1,
@@ -82,6 +90,35 @@ def test_bad_values_are_one_line_errors_naming_the_file(tmp_path, data, fragment
         load_experiment(path)
     assert fragment in str(err.value) and str(path) in str(err.value)
     assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("data, hint", [
+    (changed(eval_seed=[0]), "Did you mean 'eval_seeds'?"),
+    (changed(iteration=[4]), "Did you mean 'iterations'?"),
+    (changed(tasks=[{"name": "synthetic", "limt": 5}]), "Did you mean 'limit'?"),
+    (changed(stats={"nboot": 100}), "Did you mean 'n_boot'?"),
+    (changed(checkpoints=[{"path": "x", "lable": "m"}]), "Did you mean 'label'?"),
+    (changed(interventions=[{"name": "random_rank_k", "k": [1], "norm_match": True}]),
+     "Did you mean 'norm_matched'?"),
+    (changed(tasks=[{"name": "synthetic", "options": {"max_valu": 5}}]),
+     "Did you mean 'max_value'?"),
+])
+def test_unknown_keys_suggest_the_closest_allowed_key(tmp_path, data, hint):
+    path = write(tmp_path, data)
+    with pytest.raises(AblateError) as err:
+        experiment = load_experiment(path)
+        check_experiment(experiment, checkpoints=False)  # task options are checked here
+    assert hint in str(err.value) and "\n" not in str(err.value)
+
+
+def test_stats_table_changes_are_listed_and_read_alone(tmp_path):
+    assert stats_changes(None, vars(StatsSettings())) == []  # defaults = no table
+    assert stats_changes({"n_boot": 2000, "seed": 0}, {"n_boot": 5000, "seed": 0}) == [
+        "n_boot 2000 -> 5000"]
+    path = write(tmp_path, changed(stats={"n_boot": 5000}))
+    assert read_stats_table(path) == StatsSettings(n_boot=5000)
+    with pytest.raises(AblateError, match="must be >= 1"):
+        read_stats_table(write(tmp_path, changed(stats={"n_boot": 0})))
 
 
 def test_invalid_toml_and_missing_file_are_user_errors(tmp_path):

@@ -281,9 +281,9 @@ def test_research_measure_ranks_with_generator_is_deterministic_and_spares_globa
     assert first == research_measure_ranks(M, generator=torch.Generator().manual_seed(7))
 
 
-def test_research_numbers_of_the_reference_model(shared):
+def test_research_numbers_of_the_reference_model(reference):
     # The stored per-position effective ranks and rank lists come from the research code.
-    expected = torch.load(shared / "reference" / "round2_frobenius_multiprobe__small_init"
+    expected = torch.load(reference / "round2_frobenius_multiprobe__small_init"
                           / "expected.pt", weights_only=True)
     for case in expected.values():
         states = case["M_per_iter"]  # (8, B, L, d, d), B*L <= 512

@@ -19,12 +19,12 @@ import sys
 from pathlib import Path
 from typing import Annotated, Any
 
-import torch
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from ablate.errors import AblateError
+from ablate.cli.progress import RunDisplay
+from ablate.errors import AblateError, Interrupted
 
 try:  # typer >= 0.20 vendors click
     from typer._click.core import ParameterSource
@@ -42,6 +42,8 @@ def _threads(threads: int) -> None:
     if threads < 0:
         raise AblateError(f"--threads {threads} must be >= 0 (0 keeps torch's default)")
     if threads:
+        import torch
+
         torch.set_num_threads(threads)
 
 
@@ -214,6 +216,8 @@ def eval_command(
         report["chance_note"] = str(err)
     latents_seen = [o.solution.latents for o in outcomes if o.solution.latents is not None]
     if latents_seen and latents_seen[0].shape[0]:
+        import torch
+
         erank = effective_rank(torch.stack(latents_seen), research=True)  # (N, n_latents)
         report["latent_erank_mean"] = [round(float(v), 4) for v in erank.mean(0)]
     if as_json:
@@ -240,7 +244,7 @@ def _trained_task(checkpoint: str) -> tuple[str, dict[str, Any]] | None:
 @codi_app.command("study")
 def study_command(
     file: str = typer.Argument(..., help="Study TOML (see experiments/codi_rank_dynamics.toml)."),
-    out: str = typer.Option(None, "--out", help="Run directory (default runs/<name>)."),
+    out: str = typer.Option(None, "--out", help="Run directory \\[default: runs/<name>]."),
     limit: int = typer.Option(None, "--limit", min=1,
                               help="Evaluate at most N problems (its own run directory)."),
     threads: int = typer.Option(1, "--threads"),
@@ -253,16 +257,18 @@ def study_command(
 def run_study_file(file: str | Path, out: str | Path | None, *, limit: int | None = None) -> None:
     """Run a study file into ``out`` (default runs/<name>) and print its summary table;
     ``ablate codi study`` and ``ablate run`` on a study file both end here."""
+    from ablate.cli.run_cmd import interrupted_line
     from ablate.codi.study import run_study, summarize
     from ablate.codi.study_config import load_study
     from ablate.store import read_records
 
     study = load_study(file).with_limit(limit)
     run_dir = str(out) if out is not None else str(Path("runs") / study.name)
-    with console.status("study") as status:
-        result = run_study(study, run_dir, experiment_file=str(file),
-                           progress=lambda job, done, total:
-                           status.update(f"{job}: {done}/{total} records"))
+    try:
+        with RunDisplay(Console(stderr=True)) as progress:
+            result = run_study(study, run_dir, experiment_file=str(file), progress=progress)
+    except KeyboardInterrupt:
+        raise Interrupted(interrupted_line(Path(run_dir))) from None
     console.print(f"{run_dir}: {result.n_run} job(s) run, {result.n_skipped} already done; "
                   f"{result.n_items} problems, {result.n_depth_unknown} without annotations "
                   "(depth NA, excluded from depth statistics)")

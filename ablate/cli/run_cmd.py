@@ -14,29 +14,24 @@ command resumes. Both also take a matrix-CODI study file (``kind = "codi_study"`
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TaskID,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
 
-from ablate.errors import AblateError
-from ablate.executors import EXECUTORS, CheckSummary, check_experiment, get_executor, run_experiment
-from ablate.experiment import Experiment, Job, load_experiment
-from ablate.store import check_run_dir
+from ablate.cli.progress import RunDisplay
+from ablate.errors import AblateError, Interrupted
+
+if TYPE_CHECKING:  # imported when a command runs: `ablate --help` stays fast
+    from ablate.executors import CheckSummary
+    from ablate.experiment import Experiment
 
 FileArg = Annotated[Path, typer.Argument(help="Experiment TOML file.")]
 LimitOpt = Annotated[int | None, typer.Option(
     "--limit", min=1,
     help="Evaluate at most N items per task (changes the config hash, so its own run dir).")]
+EXECUTOR_HELP = ("Where jobs run: local (one after another in this process) or ray (one Ray "
+                 "task per job; docs/cluster.md).")
 
 
 def register(app: typer.Typer) -> None:
@@ -45,14 +40,34 @@ def register(app: typer.Typer) -> None:
 
 
 def validate(
-    file: FileArg,
+    files: Annotated[list[Path], typer.Argument(help="Experiment (or CODI study) TOML files.")],
     no_checkpoints: Annotated[bool, typer.Option(
         "--no-checkpoints",
-        help="Check only the file's structure (for checkpoints that are not on this machine).",
+        help="Check only the files' structure (for checkpoints that are not on this machine).",
     )] = False,
     limit: LimitOpt = None,
 ) -> None:
-    """Check an experiment file, its checkpoints, tasks and interventions without running."""
+    """Check experiment files, their checkpoints, tasks and interventions without running.
+
+    Each file is checked and reported on its own; the exit code is 2 if any file fails."""
+    failed = 0
+    for file in files:
+        try:
+            _validate_one(file, no_checkpoints=no_checkpoints, limit=limit)
+        except AblateError as err:
+            if len(files) == 1:
+                raise
+            failed += 1
+            typer.secho(f"error: {err}", err=True, fg=typer.colors.RED)
+    if failed:
+        typer.secho(f"{failed} of {len(files)} files failed", err=True, fg=typer.colors.RED)
+        raise typer.Exit(2)
+
+
+def _validate_one(file: Path, *, no_checkpoints: bool, limit: int | None) -> None:
+    from ablate.executors import check_experiment
+    from ablate.experiment import load_experiment
+
     if _is_codi_study(file):
         _validate_study(file, checkpoints=not no_checkpoints, limit=limit)
         return
@@ -73,7 +88,6 @@ def validate(
 
 def _validate_study(file: Path, *, checkpoints: bool, limit: int | None) -> None:
     """A CODI study's structure, then (unless ``checkpoints`` is False) its model and items."""
-    from ablate.codi.study import expand_latent_conditions, load_solver, load_study_items
     from ablate.codi.study_config import load_study
 
     study = load_study(file).with_limit(limit)
@@ -82,6 +96,8 @@ def _validate_study(file: Path, *, checkpoints: bool, limit: int | None) -> None
         console.print(f"{file}: structure OK (a matrix-CODI study); checkpoint not checked "
                       "(--no-checkpoints)")
         return
+    from ablate.codi.study import expand_latent_conditions, load_solver, load_study_items
+
     solver = load_solver(study)
     items = load_study_items(study)
     unknown = sum(not item.depth_annotations for item in items)
@@ -113,9 +129,8 @@ def _is_codi_study(file: Path) -> bool:
 def run(
     file: FileArg,
     out: Annotated[Path | None, typer.Option(
-        "--out", help="Run directory [default: runs/<name>].")] = None,
-    executor: Annotated[str, typer.Option(
-        "--executor", help=f"Where jobs run: {', '.join(sorted(EXECUTORS))}.")] = "local",
+        "--out", help="Run directory \\[default: runs/<name>].")] = None,
+    executor: Annotated[str, typer.Option("--executor", help=EXECUTOR_HELP)] = "local",
     limit: LimitOpt = None,
     address: Annotated[str | None, typer.Option(
         "--address", help="Ray cluster to join: 'auto', 'HOST:6379' or 'ray://HOST:10001' "
@@ -128,7 +143,14 @@ def run(
                                "--executor ray only.")] = None,
 ) -> None:
     """Run an experiment's grid into a run directory (resumes an interrupted run); a
-    matrix-CODI study file (kind = "codi_study") runs as `ablate codi study` would."""
+    matrix-CODI study file (kind = "codi_study") runs as `ablate codi study` would.
+
+    Ctrl-C stops the run with exit code 130, keeping every finished job; the same command
+    resumes it."""
+    from ablate.executors import check_experiment, get_executor, run_experiment
+    from ablate.experiment import load_experiment
+    from ablate.store import check_run_dir
+
     ray_options = {"address": address, "cpus_per_job": cpus_per_job,
                    "gpus_per_job": gpus_per_job}
     ray_options = {key: value for key, value in ray_options.items() if value is not None}
@@ -149,20 +171,54 @@ def run(
     run_dir = out if out is not None else Path("runs") / experiment.name
     check_run_dir(run_dir, experiment.config_hash())  # before the slower checks below
     console = Console(stderr=True)
-    with console.status("checking checkpoints, tasks and interventions"):
-        summary = check_experiment(experiment)
-    for note in summary.notes:
-        # Identity notes are listed by `ablate validate`; these change what the run means.
-        if "out of distribution" in note or "ASSUMED" in note:
-            console.print(f"warning: {note}")
-    with _RichProgress(console) as progress:
-        result = run_experiment(experiment, run_dir, executor=chosen, progress=progress,
-                                experiment_file=str(file))
     out_console = Console(soft_wrap=True)
+    stats_notice = _stats_notice(run_dir, experiment, file)
+    if stats_notice:
+        out_console.print(stats_notice, markup=False, highlight=False)
+    try:
+        with console.status("checking checkpoints, tasks and interventions"):
+            summary = check_experiment(experiment)
+        for note in summary.notes:
+            # Identity notes are listed by `ablate validate`; these change what the run means.
+            if "out of distribution" in note or "ASSUMED" in note:
+                console.print(f"warning: {note}")
+        with RunDisplay(console) as progress:
+            result = run_experiment(experiment, run_dir, executor=chosen, progress=progress,
+                                    experiment_file=str(file))
+    except KeyboardInterrupt:
+        raise Interrupted(interrupted_line(run_dir)) from None
     done_before = f", {result.n_skipped} finished earlier" if result.n_skipped else ""
     out_console.print(f"results: {run_dir} ({result.n_jobs} jobs{done_before}; "
                       f"{summary.n_evaluations:,} item x condition evaluations)")
     out_console.print(f"next: ablate stats {run_dir}   then: ablate report {run_dir}")
+
+
+def interrupted_line(run_dir: Path) -> str:
+    """What an interrupted run kept, and how to resume it, in one line."""
+    from ablate.store import job_counts
+
+    counts = job_counts(run_dir)
+    if counts is None:
+        return "interrupted before the first job started: nothing was written"
+    finished, total = counts
+    return (f"interrupted: {finished} of {total} jobs finished in {run_dir} (kept); run the "
+            "same command to resume")
+
+
+def _stats_notice(run_dir: Path, experiment: Experiment, file: Path) -> str | None:
+    """The one-line notice that this session adopts a changed [stats] table (analysis
+    settings, not part of the config hash: the records stay valid)."""
+    from ablate.experiment import stats_changes
+    from ablate.store import MANIFEST, read_manifest
+
+    if not (run_dir / MANIFEST).is_file():
+        return None
+    recorded = (read_manifest(run_dir).get("config") or {}).get("stats")
+    changes = stats_changes(recorded, experiment.to_dict()["stats"])
+    if not changes:
+        return None
+    return (f"note: [stats] of {file} differs from the run's ({'; '.join(changes)}); adopted: "
+            "stats and report use it (records are unchanged)")
 
 
 def _print_summary(console: Console, experiment: Experiment, summary: CheckSummary) -> None:
@@ -188,36 +244,3 @@ def _print_summary(console: Console, experiment: Experiment, summary: CheckSumma
     console.print(f"  grid         {len(summary.checkpoints)} checkpoints x "
                   f"{len(experiment.tasks)} task(s) x {grid} = {summary.n_jobs} jobs, "
                   f"{summary.n_evaluations:,} item x condition evaluations")
-
-
-class _RichProgress:
-    """Two bars: jobs of the run, and (item, condition) records of the current job. They
-    appear once the run directory is open, so a refusal prints only its error line."""
-
-    def __init__(self, console: Console) -> None:
-        self.bar = Progress(TextColumn("{task.description:<12}"), BarColumn(), MofNCompleteColumn(),
-                            TimeElapsedColumn(), TimeRemainingColumn(),
-                            TextColumn("{task.fields[detail]}"), console=console)
-        self.jobs: TaskID | None = None
-        self.records: TaskID | None = None
-
-    def __enter__(self) -> _RichProgress:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self.jobs is not None:
-            self.bar.stop()
-
-    def start(self, n_jobs: int, n_finished: int) -> None:
-        self.bar.start()
-        detail = f"{n_finished} finished earlier" if n_finished else ""
-        self.jobs = self.bar.add_task("jobs", total=n_jobs, completed=n_finished, detail=detail)
-        self.records = self.bar.add_task("records", total=None, detail="")
-
-    def records_done(self, job: Job, done: int, total: int) -> None:
-        assert self.records is not None
-        self.bar.update(self.records, completed=done, total=total, detail=job.job_id)
-
-    def job_done(self, job: Job) -> None:
-        assert self.jobs is not None
-        self.bar.advance(self.jobs)

@@ -13,28 +13,30 @@ rank cuts on the latents, written as per-item records to a run directory).
 
 from __future__ import annotations
 
-from ablate.codi.evaluation import (
-    Outcome,
-    Solution,
-    accuracy,
-    evaluate_conditions,
-    evaluate_items,
-    most_frequent_answer,
-)
-from ablate.codi.native import PROJECTIONS, CodiSettings, LatentProjection, NativeCodi
-from ablate.codi.saving import load_codi, save_codi
+import importlib
+from typing import Any
 
-__all__ = [
-    "PROJECTIONS",
-    "CodiSettings",
-    "LatentProjection",
-    "NativeCodi",
-    "Outcome",
-    "Solution",
-    "accuracy",
-    "evaluate_conditions",
-    "evaluate_items",
-    "load_codi",
-    "most_frequent_answer",
-    "save_codi",
-]
+# Public name -> the module defining it, imported on first use: reading a study file
+# (``ablate.codi.study_config``, e.g. ``ablate validate --no-checkpoints``) needs no torch.
+_EXPORTS = {
+    "Outcome": "evaluation", "Solution": "evaluation", "accuracy": "evaluation",
+    "evaluate_conditions": "evaluation", "evaluate_items": "evaluation",
+    "most_frequent_answer": "evaluation",
+    "PROJECTIONS": "native", "CodiSettings": "native", "LatentProjection": "native",
+    "NativeCodi": "native",
+    "load_codi": "saving", "save_codi": "saving",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'ablate.codi' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"ablate.codi.{_EXPORTS[name]}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_EXPORTS})

@@ -21,6 +21,7 @@ number of latents by ``config_label`` ("<label>-L<n>"; also in column ``n_latent
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -28,7 +29,7 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 import torch
@@ -51,6 +52,9 @@ from ablate.store import RunStore
 from ablate.tasks import get_task
 from ablate.tasks.base import Item
 
+if TYPE_CHECKING:
+    from ablate.executors import RunProgress
+
 logger = logging.getLogger(__name__)
 
 # Columns added to the shared record schema, with their pandas dtypes.
@@ -67,8 +71,8 @@ CODI_COLUMNS = {
 }
 # Conditions evaluated together (sharing the question pass); bounds progress granularity.
 CONDITIONS_PER_PASS = 8
-# job, records finished, records in the job
-Progress = Callable[[str, int, int], None]
+# records finished, records in the job
+Progress = Callable[[int, int], None]
 
 
 @dataclass(frozen=True)
@@ -180,9 +184,10 @@ def load_study_items(config: StudyConfig) -> list[Item]:
     return task.load(config.task.split, path=config.task.path, limit=config.task.limit)
 
 
-def run_study(config: StudyConfig, run_dir: str | Path, *, progress: Progress | None = None,
+def run_study(config: StudyConfig, run_dir: str | Path, *, progress: RunProgress | None = None,
               experiment_file: str | None = None) -> StudyResult:
-    """Run every unfinished job of ``config`` into ``run_dir`` (resumable)."""
+    """Run every unfinished job of ``config`` into ``run_dir`` (resumable); ``progress``
+    hears of jobs and records as ``ablate.executors.run_experiment`` reports them."""
     jobs = study_jobs(config)
     solver = load_solver(config)
     items = load_study_items(config)
@@ -195,8 +200,14 @@ def run_study(config: StudyConfig, run_dir: str | Path, *, progress: Progress | 
     with store:
         finished = store.finished()
         todo = [job for job in jobs if job.job_id not in finished]
+        if progress is not None:
+            progress.start(len(jobs), len(jobs) - len(todo))
         for job in todo:
-            store.write(job.job_id, run_study_job(config, job, solver, items, progress=progress))
+            records = functools.partial(progress.records_done, job) if progress else None
+            store.write(job.job_id, run_study_job(config, job, solver, items,
+                                                  progress=records))
+            if progress is not None:
+                progress.job_done(job)
     return StudyResult(Path(run_dir), len(jobs), len(todo), len(jobs) - len(todo), len(items),
                        unknown)
 
@@ -229,7 +240,7 @@ def run_study_job(config: StudyConfig, job: StudyJob, solver: Any, items: Sequen
                 extras.append(extra)
         done += len(group) * len(items)
         if progress is not None:
-            progress(job.job_id, done, total)
+            progress(done, total)
     frame = to_frame(rows)
     for column, dtype in CODI_COLUMNS.items():
         values = [extra[column] for extra in extras]

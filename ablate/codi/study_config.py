@@ -29,7 +29,7 @@ try:
 except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib
 
-from ablate.errors import AblateError
+from ablate.errors import AblateError, unknown_keys_error
 
 STUDY_VERSION = 1
 STUDY_KIND = "codi_study"  # the top-level ``kind`` that marks a CODI study file
@@ -129,8 +129,7 @@ def _table(data: Any, allowed: tuple[str, ...], where: str) -> dict[str, Any]:
         raise AblateError(f"{where} must be a table, got {type(data).__name__}")
     unknown = sorted(set(data) - set(allowed))
     if unknown:
-        raise AblateError(f"{where}: unknown key(s) {', '.join(unknown)}; allowed: "
-                          f"{', '.join(allowed)}")
+        raise unknown_keys_error(where, unknown, allowed)
     return dict(data)
 
 

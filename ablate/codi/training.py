@@ -36,7 +36,7 @@ from ablate.codi.sequences import (
     curriculum_tail,
     encode_example,
 )
-from ablate.errors import AblateError
+from ablate.errors import AblateError, unknown_keys_error
 from ablate.model import MatrixThinker, MatrixThinkerConfig
 from ablate.tasks import get_task
 from ablate.tasks.base import Item
@@ -128,8 +128,7 @@ class CodiTrainConfig:
         allowed = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - allowed)
         if unknown:
-            raise AblateError(f"{source}: unknown CODI train keys {unknown}; allowed: "
-                              f"{', '.join(sorted(allowed))}")
+            raise unknown_keys_error(source, unknown, sorted(allowed), kind="CODI train key")
         return cls(**data)
 
 

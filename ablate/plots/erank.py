@@ -153,8 +153,9 @@ def plot_slopes_by_head(entries: Sequence[Mapping[str, Any]],
     draw_forest(ax, rows)
     ax.set_xlabel("slope of effective rank over iterations (erank per iteration)")
     first = entries[0]
-    ax.set_title(f"{first['task']} {first['mode']} T={first['n_iterations']}: "
-                 "per-seed slopes by head and head differences", loc="left")
+    # Two lines: one would run past the figure's right edge (the notes column is there).
+    ax.set_title(f"{first['task']} {first['mode']} T={first['n_iterations']}\n"
+                 "per-seed slopes by head, and head differences", loc="left")
     fig.legend(handles=interval_legend_handles(), loc="outside lower center", ncol=3)
     return fig, axes
 

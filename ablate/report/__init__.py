@@ -3,7 +3,7 @@ as Markdown, a self-contained HTML page, JSON and CSV. The only package that wri
 files; ``ablate stats`` and ``ablate report`` are its command-line front ends.
 
     >>> run = analyze_run("runs/quickstart")  # doctest: +SKIP
-    >>> write_report(run, Path("reports/quickstart"))  # doctest: +SKIP
+    >>> write_report(run, default_report_dir(run))  # reports/quickstart  # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -17,7 +17,16 @@ from ablate.report.run import (
     load_records,
 )
 from ablate.report.views import TableView, table_views
-from ablate.report.writer import DEFAULT_VALIDATION, ReportResult, read_validation, write_report
+from ablate.report.writer import (
+    DEFAULT_VALIDATION,
+    ReportResult,
+    check_report_dir,
+    default_report_dir,
+    default_validation,
+    read_validation,
+    report_source,
+    write_report,
+)
 
 __all__ = [
     "DEFAULT_VALIDATION",
@@ -28,8 +37,12 @@ __all__ = [
     "analysis_json",
     "analysis_settings",
     "analyze_run",
+    "check_report_dir",
+    "default_report_dir",
+    "default_validation",
     "load_records",
     "read_validation",
+    "report_source",
     "table_views",
     "write_report",
 ]

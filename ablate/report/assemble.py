@@ -20,7 +20,7 @@ from ablate.report.codi_prose import (
     q5_latents_blocks,
 )
 from ablate.report.document import Block, Bullets, FigureBlock, Heading, Note, Paragraph, Table
-from ablate.report.figures import MissingFigure
+from ablate.report.figures import MissingFigure, has_latents
 from ablate.report.prose import (
     E1_WORDS,
     E3_WORDS,
@@ -32,13 +32,18 @@ from ablate.report.prose import (
     q4_blocks,
     summary_items,
 )
-from ablate.report.provenance import RECOMMENDED_SEEDS, provenance_blocks, status_notes
+from ablate.report.provenance import (
+    RECOMMENDED_SEEDS,
+    partial_banner,
+    provenance_blocks,
+    status_notes,
+)
 from ablate.report.run import RunAnalysis
 from ablate.report.views import TableView, head_scope, number, table_views
 
 VALIDATION_SHOWN = ("study", "n_seeds", "n_items", "sd_seed", "sd_problem_effect",
-                    "sd_seed_slope", "sd_seed_effect", "method", "coverage_own_truth",
-                    "coverage_e3_truth", "fpr_e3_null")
+                    "sd_seed_slope", "sd_seed_effect", "n_eval_seeds", "sd_eval", "method",
+                    "coverage_own_truth", "coverage_e3_truth", "fpr_e3_null")
 
 
 def _figures(number_: int, figures: Mapping[int, Sequence[FigureBlock]],
@@ -87,13 +92,20 @@ def _question(title: str, intro: str, entries: Sequence[Mapping[str, Any]],
     return blocks
 
 
+def report_title(run: RunAnalysis) -> str:
+    """The report's title; an incomplete run says so in it ("(partial: 5 of 12 jobs)")."""
+    partial = f" ({run.partial_text})" if run.partial_text else ""
+    return f"Rank-ablation report: {run.name}{partial}"
+
+
 def build_blocks(run: RunAnalysis, figures: Mapping[int, Sequence[FigureBlock]],
                  missing: Sequence[MissingFigure], *, validation: pd.DataFrame | None,
                  validation_source: str, files: Sequence[str]) -> list[Block]:
     analysis, level = run.analysis, run.settings.level
     views = _views(analysis)
     blocks: list[Block] = [
-        Heading(1, f"Rank-ablation report: {run.name}"),
+        Heading(1, report_title(run)),
+        *partial_banner(run),
         Paragraph(f"Written by `ablate report` from the run directory `{run.run_dir}`. Every "
                   "number below comes from the analysis in `analysis.json` (also in "
                   "`tables/*.csv`); the figures are in `figures/` as PNG and SVG."),
@@ -159,7 +171,8 @@ def build_blocks(run: RunAnalysis, figures: Mapping[int, Sequence[FigureBlock]],
                                 "effective rank on unablated rows."))
     blocks += _figures(7, figures, missing) + _figures(8, figures, missing)
     blocks += [Table(views["q4"])] if "q4" in views else []
-    blocks += _latents(analysis, level, views, figures, missing)
+    if has_latents(run):
+        blocks += _latents(analysis, level, views, figures, missing)
 
     if "scans" in views:
         blocks += [Heading(2, "Exploratory: scan over sites"),

@@ -236,9 +236,18 @@ def _erank_figures(run: RunAnalysis, specs: list[FigureSpec], missing: list[Miss
         missing += [MissingFigure(7, reason), MissingFigure(8, reason)]
 
 
+def has_latents(run: RunAnalysis) -> bool:
+    """Whether the run is a matrix-CODI study (its records carry latent thoughts' ranks):
+    only then do the report's Q5 section and Figures 11-12 apply."""
+    return "latent_erank" in run.records.columns or bool(run.analysis.get("q5"))
+
+
 def _latent_figures(run: RunAnalysis, specs: list[FigureSpec], missing: list[MissingFigure],
                     intervals: str) -> None:
-    """Figures 11 and 12 from the ``q5`` entries, one per (task, mode, T)."""
+    """Figures 11 and 12 from the ``q5`` entries, one per (task, mode, T); nothing (not
+    even a note) for a run without a CODI model."""
+    if not has_latents(run):
+        return
     records, settings = run.records, run.settings
     q5 = _by_scope(run.analysis.get("q5", []), site=False)
     depth_found = False

@@ -127,21 +127,28 @@ def assumed_note(manifest: Mapping[str, Any]) -> Note | None:
         "values, every result below describes other models.", "warning")
 
 
+def partial_banner(run: RunAnalysis) -> list[Block]:
+    """The banner that opens the report of an incomplete run ("partial: 5 of 12 jobs")."""
+    blocks: list[Block] = []
+    if run.partial_text:
+        experiment = run.manifest.get("experiment_file") or "<experiment.toml>"
+        blocks.append(Note(
+            f"**{run.partial_text}.** {len(run.missing_jobs)} of {run.n_jobs} jobs have no "
+            "records yet. Everything below describes the finished jobs only; seeds or "
+            "conditions of the missing jobs are absent from every estimate. Finish the run "
+            f"with `ablate run {experiment} --out {run.run_dir}` (it resumes) and regenerate "
+            "this report. Missing jobs are listed under \"What was run\".", "warning"))
+    return blocks
+
+
 def status_notes(run: RunAnalysis) -> list[Block]:
-    """Warnings that change how everything below reads: assumed checkpoint settings, an
-    incomplete run, one seed, a chosen eval seed, and the analysis's own run-wide notes."""
+    """Warnings that change how everything below reads (after the partial banner):
+    assumed checkpoint settings, one seed, the eval seeds analysed, and the analysis's own
+    run-wide notes."""
     blocks: list[Block] = []
     assumed = assumed_note(run.manifest)
     if assumed is not None:
         blocks.append(assumed)
-    if run.missing_jobs:
-        experiment = run.manifest.get("experiment_file") or "<experiment.toml>"
-        blocks.append(Note(
-            f"Incomplete run: {len(run.missing_jobs)} of {run.n_jobs} jobs have no records "
-            "yet. Everything below describes the finished jobs only; seeds or conditions of "
-            "the missing jobs are absent from every estimate. Finish the run with "
-            f"`ablate run {experiment} --out {run.run_dir}` and regenerate this report. "
-            "Missing jobs are listed under \"What was run\".", "warning"))
     single = one_seed_groups(run)
     if single:
         blocks.append(Note(
@@ -153,6 +160,13 @@ def status_notes(run: RunAnalysis) -> list[Block]:
     if run.eval_seed is not None:
         blocks.append(Note(f"The run has several eval seeds; this report analyses eval seed "
                            f"{run.eval_seed} only (--eval-seed)."))
+    if run.eval_seeds:
+        blocks.append(Note(
+            f"Eval seeds {list(run.eval_seeds)} are analysed together: each problem's outcome "
+            "is its mean over the eval seeds within its training seed (for a 0/1 outcome, the "
+            "share of eval seeds that got it right), so eval seeds are neither counted as "
+            "extra problems nor as extra seeds (see docs/statistics.md). `--eval-seed` "
+            "analyses one."))
     for note in run.analysis.get("notes", []):
         blocks.append(Note(f"From the analysis: {note}."))
     return blocks

@@ -1,9 +1,12 @@
 """A run directory read for statistics: its records, checked for mixing, the analysis
 settings from the run's resolved config, and the analysis itself.
 
-The settings come from the manifest's ``config.stats`` table (``ablate.experiment``:
-tost_margin as a fraction, level, n_boot, seed); command-line values override them. The
-same run directory and settings give byte-identical JSON (``analysis_json``).
+The settings come from the ``[stats]`` table (``ablate.experiment``: tost_margin as a
+fraction, level, n_boot, seed) of the run's experiment file when that file still names this
+experiment and its table changed after the run (with a notice), else from the manifest's
+copy; command-line values override both. Several eval seeds are averaged per problem
+within each training seed (``ablate.stats.frames.average_eval_seeds``) unless one is
+chosen. The same run directory and settings give byte-identical JSON (``analysis_json``).
 
     >>> run = analyze_run("runs/quickstart")  # doctest: +SKIP
     >>> run.analysis["q1"][0]["claims"][0]["e3"]  # doctest: +SKIP
@@ -14,21 +17,28 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib
+
 from ablate.errors import AblateError
+from ablate.experiment import StatsSettings, read_stats_table, stats_changes
 from ablate.stats import analyze_records
+from ablate.stats.frames import average_eval_seeds
 from ablate.store import read_manifest, read_records
 
 logger = logging.getLogger(__name__)
 
 # Defaults of the experiment file's [stats] table, for manifests written without one.
-DEFAULT_SETTINGS = {"tost_margin": 0.02, "level": 0.95, "n_boot": 2000, "seed": 0}
+DEFAULT_SETTINGS = dict(vars(StatsSettings()))
 
 
 @dataclass(frozen=True)
@@ -58,18 +68,38 @@ class RunAnalysis:
     eval_seed: int | None  # the eval seed analysed when the run has several, else None
     settings: AnalysisSettings
     analysis: dict[str, Any]
+    eval_seeds: tuple[int, ...] = ()  # the eval seeds averaged per problem (several), else ()
+    # What the command line chose (eval_seed, seed, n_boot; None = not given): the report's
+    # identity together with the run, so reports of other options never overwrite it.
+    options: dict[str, Any] = field(default_factory=dict)
+    notices: tuple[str, ...] = ()  # one-line notices for the command line (e.g. [stats])
 
     @property
     def n_jobs(self) -> int:
         return len(self.manifest.get("jobs", []))
 
+    @property
+    def n_finished(self) -> int:
+        return self.n_jobs - len(self.missing_jobs)
+
+    @property
+    def partial_text(self) -> str | None:
+        """"partial: 5 of 12 jobs" for an incomplete run, else None."""
+        return f"partial: {self.n_finished} of {self.n_jobs} jobs" if self.missing_jobs else None
+
 
 def analysis_settings(manifest: Mapping[str, Any], *, seed: int | None = None,
-                      n_boot: int | None = None) -> AnalysisSettings:
-    """Settings from the manifest's resolved config ``stats`` table (defaults where the
-    table or a key is absent); ``seed`` and ``n_boot`` override it."""
-    table = (manifest.get("config") or {}).get("stats")
-    source = "the run's [stats] table" if table else "defaults (the run config has no [stats])"
+                      n_boot: int | None = None, table: Mapping[str, Any] | None = None,
+                      table_source: str | None = None) -> AnalysisSettings:
+    """Settings from ``table`` (a [stats] table read elsewhere, named by ``table_source``),
+    else from the manifest's resolved config ``stats`` table (defaults where the table or
+    a key is absent); ``seed`` and ``n_boot`` override it."""
+    if table is not None:
+        source = table_source or "a [stats] table"
+    else:
+        table = (manifest.get("config") or {}).get("stats")
+        source = ("the run's [stats] table" if table
+                  else "defaults (the run config has no [stats])")
     values = {**DEFAULT_SETTINGS, **(table or {})}
     overrides = [name for name, value in (("--seed", seed), ("--n-boot", n_boot))
                  if value is not None]
@@ -87,11 +117,36 @@ def analysis_settings(manifest: Mapping[str, Any], *, seed: int | None = None,
         source=source)
 
 
+def file_stats_table(manifest: Mapping[str, Any]) -> tuple[dict[str, Any], str] | None:
+    """(the [stats] table, a notice) when the run's experiment file still names this
+    experiment and its [stats] differs from the one the run recorded; else None.
+
+    [stats] is not part of the config hash: it changes how records are analysed, not
+    which exist, so an edited table applies to an existing run without rerunning it."""
+    path = manifest.get("experiment_file")
+    if not path or not Path(path).is_file():
+        return None
+    try:
+        data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError):
+        return None  # not readable as an experiment now: the run's own table applies
+    if data.get("name") != manifest.get("name") or data.get("kind") == "codi_study":
+        return None
+    table = dict(vars(read_stats_table(path)))
+    changes = stats_changes((manifest.get("config") or {}).get("stats"), table)
+    if not changes:
+        return None
+    return table, (f"note: using [stats] of {path}, changed since the run "
+                   f"({'; '.join(changes)}); records are unchanged")
+
+
 def load_records(run_dir: str | Path, *, eval_seed: int | None = None
                  ) -> tuple[dict[str, Any], pd.DataFrame, list[str], int | None]:
     """(manifest, records, missing job ids, eval seed chosen) of a run, refusing records
-    that mix configs: files of jobs the manifest does not list, two checkpoints under
-    one (config_label, train_seed), or several eval seeds without ``eval_seed``."""
+    that mix configs: files of jobs the manifest does not list, or two checkpoints under
+    one (config_label, train_seed). With several eval seeds, ``eval_seed`` picks one;
+    without it each problem's outcomes are averaged over them within its training seed
+    (``records.attrs["eval_seeds"]`` lists them)."""
     manifest = read_manifest(run_dir)
     records = read_records(run_dir)
     missing = list(records.attrs.get("missing_jobs", []))
@@ -128,11 +183,7 @@ def _one_eval_seed(records: pd.DataFrame, eval_seed: int | None,
         return records, None
     seeds = sorted(int(s) for s in records["eval_seed"].dropna().unique())
     if eval_seed is None:
-        if len(seeds) > 1:
-            raise AblateError(
-                f"{run_dir} has eval seeds {seeds}; the statistics pair items within one eval "
-                f"seed: pass --eval-seed with one of {seeds}")
-        return records, None
+        return average_eval_seeds(records), None
     if eval_seed not in seeds:
         raise AblateError(f"--eval-seed {eval_seed} is not in {run_dir}; its eval seeds are "
                           f"{seeds}")
@@ -145,7 +196,11 @@ def analyze_run(run_dir: str | Path, *, seed: int | None = None, n_boot: int | N
                 eval_seed: int | None = None) -> RunAnalysis:
     """Read a run directory and run every applicable statistics family on it."""
     manifest, records, missing, chosen = load_records(run_dir, eval_seed=eval_seed)
-    settings = analysis_settings(manifest, seed=seed, n_boot=n_boot)
+    adopted = file_stats_table(manifest)
+    table, notice = adopted if adopted else (None, None)
+    settings = analysis_settings(
+        manifest, seed=seed, n_boot=n_boot, table=table,
+        table_source=f"[stats] of {manifest.get('experiment_file')} (changed after the run)")
     logger.info("analysing %s: %d records, settings %s", run_dir, len(records),
                 settings.as_dict())
     analysis = analyze_records(records, rng=np.random.default_rng(settings.seed),
@@ -154,7 +209,9 @@ def analyze_run(run_dir: str | Path, *, seed: int | None = None, n_boot: int | N
     name = str(manifest.get("name") or Path(run_dir).resolve().name)
     return RunAnalysis(run_dir=Path(run_dir), name=name, manifest=manifest, records=records,
                        missing_jobs=missing, eval_seed=chosen, settings=settings,
-                       analysis=analysis)
+                       analysis=analysis, eval_seeds=tuple(records.attrs.get("eval_seeds", ())),
+                       options={"eval_seed": eval_seed, "seed": seed, "n_boot": n_boot},
+                       notices=(notice,) if notice else ())
 
 
 def analysis_json(analysis: Mapping[str, Any]) -> str:

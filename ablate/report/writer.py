@@ -2,20 +2,26 @@
 
     report.md, report.html      the report (HTML self-contained: figures as base64 PNG)
     analysis.json               the analysis dict (ablate.stats schema)
+    report_source.json          the run (directory, config hash) and options it reports on
     tables/<name>.csv           one CSV per non-empty table of tables_from_analysis
     figures/figNN-*.png, .svg   every figure in both formats
 
 Output is deterministic: the same analysis gives byte-identical JSON, CSV, Markdown and
-HTML, and (with one matplotlib version) identical PNG and SVG.
+HTML, and (with one matplotlib version) identical PNG and SVG. A report directory holds
+one run's report under one set of options: ``default_report_dir`` derives its name from
+both, and ``write_report`` refuses to replace the report of another run or other options
+unless ``force``.
 
-    >>> result = write_report(run, Path("reports/quickstart"))  # doctest: +SKIP
+    >>> result = write_report(run, default_report_dir(run))  # doctest: +SKIP
 """
 
 from __future__ import annotations
 
 import io
+import json
 import logging
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,7 +30,7 @@ from matplotlib.figure import Figure
 
 from ablate.errors import AblateError
 from ablate.plots import VALIDATION_COLUMNS, figure_style
-from ablate.report.assemble import build_blocks
+from ablate.report.assemble import build_blocks, report_title
 from ablate.report.document import FigureBlock, to_html, to_markdown
 from ablate.report.figures import MissingFigure, plan_figures
 from ablate.report.run import RunAnalysis, analysis_json
@@ -33,7 +39,12 @@ from ablate.stats import tables_from_analysis
 logger = logging.getLogger(__name__)
 
 REPORT_FILES = ("report.md", "report.html", "analysis.json")
+SOURCE_FILE = "report_source.json"
 DEFAULT_VALIDATION = Path("bench") / "results" / "stats_validation.csv"
+# The checkout this package runs from (an editable install), whose bench/ holds the table.
+CHECKOUT = Path(__file__).resolve().parents[2]
+# Short names of the analysis options in report directory names.
+OPTION_SUFFIXES = (("eval_seed", "eval-seed"), ("seed", "seed"), ("n_boot", "nboot"))
 VALIDATION_HINT = ("no validation table: run `python bench/stats_validation.py` (writes "
                    f"{DEFAULT_VALIDATION}) and pass it with --validation")
 
@@ -46,6 +57,41 @@ class ReportResult:
     files: tuple[str, ...]
     n_figures: int
     missing: tuple[MissingFigure, ...]
+
+
+def default_validation() -> Path | None:
+    """bench/results/stats_validation.csv of the checkout ablate runs from, else of the
+    working directory; None when neither exists (the appendix then says how to make it)."""
+    for root in (CHECKOUT, Path.cwd()):
+        if (root / DEFAULT_VALIDATION).is_file():
+            return root / DEFAULT_VALIDATION
+    return None
+
+
+def default_report_dir(run: RunAnalysis) -> Path:
+    """reports/<run directory name>, plus one suffix per analysis option given (e.g.
+    ``reports/quickstart-eval-seed1``): reports of other runs or options get other
+    directories."""
+    name = run.run_dir.resolve().name or "run"
+    suffix = "".join(f"-{short}{run.options[key]}" for key, short in OPTION_SUFFIXES
+                     if run.options.get(key) is not None)
+    return Path("reports") / f"{name}{suffix}"
+
+
+def report_source(run: RunAnalysis) -> dict[str, object]:
+    """What a report directory reports on: the run directory, its config hash, and the
+    options given (the contents of ``report_source.json``)."""
+    return {"run_dir": str(run.run_dir.resolve()),
+            "config_hash": run.manifest.get("config_hash"),
+            "options": {key: value for key, value in sorted(run.options.items())
+                        if value is not None}}
+
+
+def _describe_source(source: dict[str, object]) -> str:
+    options = source.get("options")
+    given = ", ".join(f"{key}={value}" for key, value in options.items()
+                      ) if isinstance(options, dict) else ""
+    return f"{source.get('run_dir')}" + (f" with {given}" if given else "")
 
 
 def read_validation(path: Path | None) -> pd.DataFrame | None:
@@ -67,16 +113,52 @@ def read_validation(path: Path | None) -> pd.DataFrame | None:
     return table
 
 
-def _prepare(out_dir: Path) -> None:
-    """Create ``out_dir``, or clear the files of an earlier report in it; refuse a
-    non-empty directory that is not a report, so nothing of the user's is deleted."""
+def check_report_dir(out_dir: Path, source: dict[str, object], *, force: bool = False) -> None:
+    """Raise unless ``out_dir`` is new, empty, or holds a report of the same run and
+    options (``force`` allows replacing the report of another run or other options, never
+    files that are not a report)."""
     if out_dir.exists() and not out_dir.is_dir():
         raise AblateError(f"--out {out_dir} exists and is not a directory; pass a directory")
+    if not out_dir.is_dir() or not any(out_dir.iterdir()):
+        return
+    if not any((out_dir / name).is_file() for name in REPORT_FILES):
+        raise AblateError(f"--out {out_dir} is not empty and holds no earlier report "
+                          "(no report.md or analysis.json); pass a new or empty directory")
+    try:
+        earlier = json.loads((out_dir / SOURCE_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        earlier = _legacy_source(out_dir, source)
+    if earlier == source or force:
+        return
+    what = (f"the report of {_describe_source(earlier)}" if isinstance(earlier, dict)
+            else f"a report without {SOURCE_FILE} (of an unknown run)")
+    raise AblateError(f"{out_dir} holds {what}, not of {_describe_source(source)}; pass "
+                      "another --out, or --force to replace it")
+
+
+_LEGACY_RUN_DIR = re.compile(r"from the run directory `([^`]+)`")
+
+
+def _legacy_source(out_dir: Path, source: dict[str, object]) -> dict[str, object] | None:
+    """The source of a report written before report_source.json existed, as far as its
+    report.md tells (the run directory, as typed then); ``source`` itself when that names
+    the same run directory and no option was given, so such a report is replaced."""
+    try:
+        found = _LEGACY_RUN_DIR.search((out_dir / "report.md").read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError):
+        return None
+    if found is None:
+        return None
+    same = str(Path(found.group(1)).resolve()) == source.get("run_dir")
+    return source if same and not source.get("options") else {"run_dir": found.group(1)}
+
+
+def _prepare(out_dir: Path, source: dict[str, object], *, force: bool) -> None:
+    """Create ``out_dir``, or clear the files of an earlier report in it (see
+    ``check_report_dir``: nothing of the user's or of another report is deleted)."""
+    check_report_dir(out_dir, source, force=force)
     if out_dir.is_dir() and any(out_dir.iterdir()):
-        if not any((out_dir / name).is_file() for name in REPORT_FILES):
-            raise AblateError(f"--out {out_dir} is not empty and holds no earlier report "
-                              "(no report.md or analysis.json); pass a new or empty directory")
-        for name in REPORT_FILES:
+        for name in (*REPORT_FILES, SOURCE_FILE):
             (out_dir / name).unlink(missing_ok=True)
         for pattern, folder in (("*.csv", "tables"), ("fig*.png", "figures"),
                                 ("fig*.svg", "figures")):
@@ -112,12 +194,15 @@ def _save(fig: Figure, path_stem: Path) -> bytes:
     return outputs["png"]
 
 
-def write_report(run: RunAnalysis, out_dir: Path, *, validation: Path | None = None
-                 ) -> ReportResult:
-    """Write the report of an analysed run into ``out_dir`` (see the module docstring)."""
+def write_report(run: RunAnalysis, out_dir: Path, *, validation: Path | None = None,
+                 force: bool = False) -> ReportResult:
+    """Write the report of an analysed run into ``out_dir`` (see the module docstring);
+    ``force`` replaces a report of another run or other options found there."""
     table = read_validation(validation)
-    _prepare(out_dir)
-    files = ["report.md", "report.html", "analysis.json"]
+    source = report_source(run)
+    _prepare(out_dir, source, force=force)
+    files = ["report.md", "report.html", "analysis.json", SOURCE_FILE]
+    _write(out_dir / SOURCE_FILE, json.dumps(source, indent=2) + "\n")
     _write(out_dir / "analysis.json", analysis_json(run.analysis))
     for name, frame in tables_from_analysis(run.analysis).items():
         if frame.empty:
@@ -143,6 +228,6 @@ def write_report(run: RunAnalysis, out_dir: Path, *, validation: Path | None = N
     blocks = build_blocks(run, figures, missing, validation=table, validation_source=source,
                           files=files)
     _write(out_dir / "report.md", to_markdown(blocks))
-    _write(out_dir / "report.html", to_html(blocks, title=f"Rank-ablation report: {run.name}"))
+    _write(out_dir / "report.html", to_html(blocks, title=report_title(run)))
     return ReportResult(out_dir=out_dir, files=tuple(files), n_figures=len(specs),
                         missing=tuple(missing))

@@ -15,6 +15,7 @@ problems: conditioning on correctness is a collider.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -123,6 +124,8 @@ def _partial_spearman(x: np.ndarray, y: np.ndarray, z: np.ndarray) -> np.ndarray
 
 def _percentile(replicates: np.ndarray, level: float) -> tuple[float, float]:
     finite = replicates[np.isfinite(replicates)]
+    if finite.size == 0:  # e.g. a rank correlation of three items: undefined in every replicate
+        return math.nan, math.nan
     alpha = 1 - level
     return float(np.quantile(finite, alpha / 2)), float(np.quantile(finite, 1 - alpha / 2))
 
@@ -144,12 +147,17 @@ def _ols_cluster(erank: np.ndarray, depth: np.ndarray, log_tokens: np.ndarray | 
     if log_tokens is not None:
         table["log_n_tokens"] = np.tile(log_tokens, n_seeds)
         formula = "erank ~ depth + log_n_tokens + C(seed)"
+    method = f"OLS {formula}, problem-clustered SE, t reference"
+    n_params = 2 + (log_tokens is not None) + (n_seeds - 1)
+    if table.shape[0] <= n_params:  # no residual degrees of freedom (e.g. a partial run)
+        return ModelFit(math.nan, (math.nan, math.nan), math.nan, method,
+                        f"{table.shape[0]} rows for {n_params} parameters: no residual "
+                        "degrees of freedom")
     with np.errstate(invalid="ignore", divide="ignore"):
         fit = smf.ols(formula, table).fit(cov_type="cluster",
                                           cov_kwds={"groups": table["problem"].to_numpy()},
                                           use_t=True)
-    return model_coefficient(fit, "depth", level=level,
-                             method=f"OLS {formula}, problem-clustered SE, t reference")
+    return model_coefficient(fit, "depth", level=level, method=method)
 
 
 def depth_association(erank: np.ndarray, depth: np.ndarray, n_tokens: np.ndarray, *,

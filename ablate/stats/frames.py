@@ -214,3 +214,93 @@ def check_aligned(reference: SeedItemArray | DrawArray, other: SeedItemArray | D
         raise AblateError(f"{what} covers {len(other.item_ids)} items that differ from the "
                           f"{len(reference.item_ids)} of the reference condition; re-run the "
                           "missing jobs or select a complete subset")
+
+
+# What identifies a record apart from its eval seed (job columns, condition, item); the
+# CODI study's job columns too. Rows equal on these are one problem under one condition
+# of one checkpoint, evaluated once per eval seed.
+EVAL_SEED_KEYS = ("config_label", "checkpoint", "train_seed", "task", "split", "mode",
+                  "n_iterations", "model_kind", "n_latents", "condition", "intervention",
+                  "site", "k", "draw", "latent_index", "item_id")
+
+
+def average_eval_seeds(records: pd.DataFrame) -> pd.DataFrame:
+    """Records with one row per (checkpoint, task, T, condition, item): each problem's
+    outcomes averaged over the eval seeds, within its training seed.
+
+    Eval seeds repeat the same problems on the same checkpoint (new random subspaces,
+    new few-shot exemplars), so they are neither new problems nor new seeds; the mean over
+    them is the problem's outcome, and the seed x problem statistics apply unchanged
+    (docs/statistics.md, "Several eval seeds"). Numeric, boolean and list columns
+    (elementwise) are averaged, a 0/1 ``correct`` becoming the share of eval seeds that got
+    it right; a column equal across a row's eval seeds keeps its value and dtype; text
+    that differs (a prediction, a job id) becomes missing. ``eval_seed`` is dropped and
+    ``attrs["eval_seeds"]`` lists the seeds averaged. Records of one eval seed are returned
+    as they are.
+    """
+    if "eval_seed" not in records.columns or records["eval_seed"].nunique(dropna=True) < 2:
+        return records
+    keys = [key for key in EVAL_SEED_KEYS if key in records.columns]
+    codes = records.groupby(keys, sort=False, dropna=False).ngroup().to_numpy()
+    n_groups = int(codes.max()) + 1
+    order = np.argsort(codes, kind="stable")
+    starts = np.searchsorted(codes[order], np.arange(n_groups))
+    first = order[starts]  # one row per group, in order of first appearance
+    averaged = {key: records[key].iloc[first].reset_index(drop=True) for key in keys}
+    for column in records.columns:
+        if column in keys or column == "eval_seed":
+            continue
+        averaged[column] = _average_column(records[column], codes, first, n_groups)
+    frame = pd.DataFrame(averaged)[[c for c in records.columns if c != "eval_seed"]]
+    frame.attrs = {**records.attrs, "eval_seeds": sorted(
+        int(seed) for seed in records["eval_seed"].dropna().unique())}
+    return frame
+
+
+def _average_column(column: pd.Series, codes: np.ndarray, first: np.ndarray,
+                    n_groups: int) -> pd.Series:
+    """One column reduced per group: kept when constant, else averaged or missing."""
+    kept = column.iloc[first].reset_index(drop=True)
+    if column.dtype == object and column.map(lambda v: isinstance(v, (list, np.ndarray))).any():
+        return _average_lists(column, codes, kept, n_groups)
+    numeric = pd.api.types.is_numeric_dtype(column) or pd.api.types.is_bool_dtype(column)
+    if not numeric:
+        text = column.astype("string").fillna("\0")
+        constant = text.groupby(codes).nunique().to_numpy() == 1
+        return kept.where(pd.Series(constant), pd.NA)
+    values = column.to_numpy(dtype=np.float64, na_value=np.nan)
+    present = ~np.isnan(values)
+    counts = np.bincount(codes, weights=present, minlength=n_groups)
+    sums = np.bincount(codes, weights=np.where(present, values, 0.0), minlength=n_groups)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        means = sums / counts
+    low = np.full(n_groups, np.inf)
+    high = np.full(n_groups, -np.inf)
+    np.minimum.at(low, codes, np.where(present, values, np.inf))
+    np.maximum.at(high, codes, np.where(present, values, -np.inf))
+    if np.all((low == high) | (counts == 0)):
+        return kept  # e.g. token counts, or an outcome no eval seed changed
+    return pd.Series(means, dtype="float64")
+
+
+def _average_lists(column: pd.Series, codes: np.ndarray, kept: pd.Series,
+                   n_groups: int) -> pd.Series:
+    """Elementwise means of list cells per group (missing where the lengths differ)."""
+    values = column.to_list()
+    lengths = np.array([len(v) if isinstance(v, (list, np.ndarray)) else -1 for v in values])
+    low = np.full(n_groups, np.iinfo(np.int64).max)
+    high = np.full(n_groups, -1)
+    np.minimum.at(low, codes, lengths)
+    np.maximum.at(high, codes, lengths)
+    out: list[Any] = [None if low[g] != high[g] else value for g, value in enumerate(kept)]
+    for length in np.unique(low[(low == high) & (low > 0)]):
+        chosen = (low == length) & (high == length)
+        rows = np.flatnonzero(chosen[codes])
+        rows = rows[np.argsort(codes[rows], kind="stable")]
+        stacked = np.array([values[r] for r in rows], dtype=np.float64)  # (rows, length)
+        starts = np.flatnonzero(np.r_[True, np.diff(codes[rows]) != 0])
+        means = np.add.reduceat(stacked, starts, axis=0) / np.diff(
+            np.r_[starts, rows.size])[:, None]
+        for group, mean in zip(codes[rows][starts], means, strict=True):
+            out[group] = mean.tolist()
+    return pd.Series(out, dtype=object)

@@ -1,8 +1,9 @@
 """Simulated seeds x problems data with known truth, and the coverage studies built on it.
 
 Binary outcomes follow logit p = mu + u_problem + w_seed,problem + c (beta + b_seed +
-g_problem); the E1 truth (these seeds, new problems) and the E3 truth (new seeds and new
-problems) of any linear contrast over conditions c come from Gauss-Hermite quadrature.
+g_problem), plus c v_seed,eval when several eval seeds redraw a random subspace; the E1
+truth (these seeds, new problems) and the E3 truth (new seeds and new problems) of any
+linear contrast over conditions c come from Gauss-Hermite quadrature.
 Effective rank is Gaussian with a per-seed and per-sequence slope and AR(1) noise over
 iterations; the depth scenario makes erank depend on length, with depth correlated with
 length. Studies return hit rates (coverage, rejections) with their Monte-Carlo SE.
@@ -108,21 +109,23 @@ def _covers(interval: tuple[float, float], truth: float) -> bool:
 
 
 def _score(counter: HitCounter, result: TwoWayResult, truth_e1: float, truth_e3: float,
-           alpha: float) -> None:
+           alpha: float, *, prefix: str = "", count: bool = True) -> None:
     """E1 against its own truth, E3 and the naive seed t test against the E3 truth; the
-    rejections count declarations of an effect (false positives when the E3 truth is 0)."""
-    counter.replicates += 1
-    counter.add("coverage_e1", _covers(result.e1, truth_e1))
-    counter.add("coverage_e1_of_e3_truth", _covers(result.e1, truth_e3))
-    counter.add("coverage_e3", _covers(result.e3, truth_e3))
-    counter.add("reject_e1", result.p_e1 < alpha)
-    counter.add("reject_e3", result.p_e3 < alpha)
+    rejections count declarations of an effect (false positives when the E3 truth is 0).
+    ``prefix`` names a second method scored on the same replicate (``count=False``)."""
+    counter.replicates += int(count)
+    counter.add(f"{prefix}coverage_e1", _covers(result.e1, truth_e1))
+    counter.add(f"{prefix}coverage_e1_of_e3_truth", _covers(result.e1, truth_e3))
+    counter.add(f"{prefix}coverage_e3", _covers(result.e3, truth_e3))
+    counter.add(f"{prefix}reject_e1", result.p_e1 < alpha)
+    counter.add(f"{prefix}reject_e3", result.p_e3 < alpha)
     seeds = np.asarray(result.per_seed)
     standard_error = seeds.std(ddof=1) / math.sqrt(seeds.size)
     half = stats.t.ppf(1 - alpha / 2, seeds.size - 1) * standard_error
-    counter.add("coverage_seed_t", _covers((seeds.mean() - half, seeds.mean() + half), truth_e3))
+    counter.add(f"{prefix}coverage_seed_t",
+                _covers((seeds.mean() - half, seeds.mean() + half), truth_e3))
     # |mean| > half is the two-sided t test at alpha (and handles a zero spread).
-    counter.add("reject_seed_t", bool(abs(seeds.mean()) > half))
+    counter.add(f"{prefix}reject_seed_t", bool(abs(seeds.mean()) > half))
 
 
 def paired_binary_study(cell: BinaryCell, *, n_replicates: int, n_boot: int,
@@ -135,6 +138,79 @@ def paired_binary_study(cell: BinaryCell, *, n_replicates: int, n_boot: int,
         result = paired_difference(y[:, 0], y[:, 1], rng=rng, level=level, n_boot=n_boot)
         truth_e1, truth_e3 = binary_truths(cell, conditions, contrast, seed_effects)
         _score(counter, result, truth_e1, truth_e3, 1 - level)
+    return {**asdict(cell), **counter.rates()}
+
+
+@dataclass(frozen=True)
+class EvalSeedCell:
+    """The binary design evaluated under several eval seeds. Each eval seed redraws what
+    it seeds, e.g. the random subspace of a control, shifting a seed's effect by
+    v_seed,eval for all its problems at once (SD ``sd_eval``), and every evaluation draws
+    its own 0/1 outcome."""
+
+    n_seeds: int
+    n_items: int
+    n_eval_seeds: int
+    sd_seed: float
+    sd_problem_effect: float
+    sd_eval: float = 0.3
+    mu: float = 0.0
+    beta: float = 0.0
+    sd_problem: float = 1.0
+    sd_seed_problem: float = 0.5
+
+
+def simulate_eval_seeds(cell: EvalSeedCell, conditions: np.ndarray, *,
+                        rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(y (n_seeds, n_conditions, n_eval_seeds, n_items) of 0/1, seed effects b
+    (n_seeds,), eval-seed effects v (n_seeds, n_eval_seeds))."""
+    c = np.asarray(conditions, dtype=np.float64)
+    s, e, n = cell.n_seeds, cell.n_eval_seeds, cell.n_items
+    u = rng.normal(0, cell.sd_problem, n)
+    g = rng.normal(0, cell.sd_problem_effect, n)
+    b = rng.normal(0, cell.sd_seed, s)
+    v = rng.normal(0, cell.sd_eval, (s, e))
+    w = rng.normal(0, cell.sd_seed_problem, (s, n))
+    effect = cell.beta + b[:, None, None] + v[:, :, None] + g[None, None, :]  # (S, E, n)
+    logit = (cell.mu + u + w)[:, None, None, :] + c[None, :, None, None] * effect[:, None]
+    return (rng.random(logit.shape) < expit(logit)).astype(np.float64), b, v
+
+
+def eval_seed_truths(cell: EvalSeedCell, conditions: np.ndarray, contrast: np.ndarray,
+                     seed_effects: np.ndarray, eval_effects: np.ndarray) -> tuple[float, float]:
+    """(E1 truth: these seeds under these eval seeds, new problems; E3 truth: new seeds and
+    new eval seeds too) of sum_k contrast_k P(y = 1 | c_k), averaged over eval seeds."""
+    c = np.asarray(conditions, dtype=np.float64)
+    weights = np.asarray(contrast, dtype=np.float64)
+    base_variance = cell.sd_problem**2 + cell.sd_seed_problem**2 + c**2 * cell.sd_problem_effect**2
+    shift = (seed_effects[:, None] + eval_effects)[..., None]  # (S, E, 1)
+    per_cell = gaussian_expit_mean(cell.mu + c * (cell.beta + shift),
+                                   np.broadcast_to(base_variance, shift.shape[:2] + c.shape))
+    e1 = float(np.mean(per_cell @ weights))
+    spread = c**2 * (cell.sd_seed**2 + cell.sd_eval**2)
+    e3 = float(gaussian_expit_mean(cell.mu + c * cell.beta, base_variance + spread) @ weights)
+    return e1, e3
+
+
+def eval_seed_study(cell: EvalSeedCell, *, n_replicates: int, n_boot: int,
+                    rng: np.random.Generator, level: float = 0.95) -> dict[str, float]:
+    """Coverage and rejections of paired_difference on each problem's outcome averaged over
+    the eval seeds (what ``ablate`` does), and, prefixed ``pooled_``, on (eval seed,
+    problem) pairs counted as separate problems (what it must not do)."""
+    conditions, contrast = np.array([1.0, 0.0]), np.array([1.0, -1.0])
+    counter = HitCounter()
+    for _ in range(n_replicates):
+        y, seed_effects, eval_effects = simulate_eval_seeds(cell, conditions, rng=rng)
+        truth_e1, truth_e3 = eval_seed_truths(cell, conditions, contrast, seed_effects,
+                                              eval_effects)
+        averaged = y.mean(axis=2)  # (S, C, n)
+        result = paired_difference(averaged[:, 0], averaged[:, 1], rng=rng, level=level,
+                                   n_boot=n_boot)
+        _score(counter, result, truth_e1, truth_e3, 1 - level)
+        pooled = y.reshape(cell.n_seeds, conditions.size, -1)  # (S, C, E * n)
+        result = paired_difference(pooled[:, 0], pooled[:, 1], rng=rng, level=level,
+                                   n_boot=n_boot)
+        _score(counter, result, truth_e1, truth_e3, 1 - level, prefix="pooled_", count=False)
     return {**asdict(cell), **counter.rates()}
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import fields
 from typing import Any
 
-from ablate.errors import AblateError, unknown_name_error
+from ablate.errors import AblateError, did_you_mean, unknown_name_error
 from ablate.tasks.base import Item, LoadReport, Task, TextFormat
 from ablate.tasks.extraction import GenerativeScore
 from ablate.tasks.gsm8k import GSM8KTask
@@ -55,7 +55,8 @@ def get_task(name: str, **options: Any) -> Task:
     unknown = sorted(set(options) - set(defaults))
     if unknown:
         raise AblateError(
-            f"Unknown option(s) {', '.join(unknown)} for task '{name}'. "
+            f"Unknown option(s) {', '.join(unknown)} for task '{name}'."
+            f"{did_you_mean(unknown[0], defaults)} "
             f"Allowed: {', '.join(sorted(defaults)) or '(none)'}"
         )
     for key, value in options.items():

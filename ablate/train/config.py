@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from ablate.errors import AblateError, unknown_name_error
+from ablate.errors import AblateError, unknown_keys_error, unknown_name_error
 from ablate.model import VARIANTS, MatrixThinkerConfig
 from ablate.model.config import ATTENTIONS, EMBEDDINGS, HEADS
 
@@ -155,10 +155,7 @@ class TrainConfig:
         allowed = {spec.name for spec in fields(cls)}
         unknown = sorted(set(data) - allowed)
         if unknown:
-            raise AblateError(
-                f"{source}: unknown key(s) {', '.join(unknown)}; "
-                f"allowed: {', '.join(sorted(allowed))}"
-            )
+            raise unknown_keys_error(source, unknown, sorted(allowed))
         return cls(**data)
 
     @classmethod

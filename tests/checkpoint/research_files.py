@@ -20,13 +20,9 @@ import torch
 
 from ablate.model import MatrixThinkerConfig
 from tests.conftest import tiny_model
+from tests.model.reference_cases import CASES
 
-REFERENCE_CASES = [
-    "round2_frobenius_multiprobe__small_init",
-    "round1_frobenius_collapse__small_init",
-    "attn3d_multiprobe__small_init",
-    "byte_frobenius_multiprobe__small_init",
-]
+REFERENCE_CASES = list(CASES)  # the research reference cases (tests/model/reference_cases.py)
 # What a tiny model's weights cannot say (d = 4 has no research defaults to assume).
 TINY_SIDECAR = {"n_heads": 2, "attention": "frobenius"}
 

@@ -75,10 +75,10 @@ def test_convert_verification_catches_a_changed_model(tmp_path, monkeypatch):
     assert not (tmp_path / "native").exists()
 
 
-def test_iteration_ranks_match_the_reference_and_numpy(shared):
+def test_iteration_ranks_match_the_reference_and_numpy(reference):
     # erank of M(1..8) reproduces the reference's erank_mean_all_pos (README: within
     # 1e-3); M(0)'s is checked against a float64 numpy SVD of the reference M0.
-    root = shared / "reference" / "round2_frobenius_multiprobe__small_init"
+    root = reference / "round2_frobenius_multiprobe__small_init"
     model = load_checkpoint(root).model
     ids = torch.load(root / "inputs.pt", weights_only=True)["L16"]
     expected = torch.load(root / "expected.pt", weights_only=True)["L16"]

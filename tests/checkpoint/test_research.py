@@ -37,11 +37,11 @@ def _logits(model: MatrixThinker, T: int = 3) -> torch.Tensor:
 
 
 @pytest.mark.parametrize("case", REFERENCE_CASES)
-def test_reference_case_loads_and_reproduces_expected_logits(shared, case):
+def test_reference_case_loads_and_reproduces_expected_logits(reference, case):
     # Invariant: load_checkpoint on the research directory rebuilds the research model:
     # logits within 1e-4 at T = 0, 1, 8 (tests/model checks every output; this checks the
     # loader), settings from the sidecar, the spec §5 parameter count.
-    root = shared / "reference" / case
+    root = reference / case
     sidecar = json.loads((root / "config.json").read_text())
     model, tokenizer, info = load_checkpoint(root)
     assert info.format == "research" and info.variant == sidecar["variant"]

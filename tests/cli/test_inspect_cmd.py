@@ -30,8 +30,8 @@ def test_inspect_flags_reach_the_loader_and_are_named_as_sources(tmp_path, capsy
     assert report["settings"]["n_heads"] == {"value": 4, "source": "--n-heads", "how": "stated"}
 
 
-def test_inspect_prints_tables_and_notes(shared, capsys):
-    root = shared / "reference" / "round1_frobenius_collapse__small_init"
+def test_inspect_prints_tables_and_notes(reference, capsys):
+    root = reference / "round1_frobenius_collapse__small_init"
     assert main(["inspect", str(root), "-T", "1"]) == 0
     out = capsys.readouterr().out
     for text in ("Checkpoint", "research", "round1_frobenius_collapse", "10,478", "Config",

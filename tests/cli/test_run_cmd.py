@@ -3,6 +3,7 @@ resume after SIGKILL, and every shipped experiment file."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -147,3 +148,47 @@ def test_run_killed_mid_write_resumes_to_the_records_of_an_uninterrupted_run(tmp
     assert resumed.attrs["missing_jobs"] == [] and len(resumed) == 60
     pd.testing.assert_frame_equal(resumed, uninterrupted)
     assert (killed / MANIFEST).read_text().count('"pid"') == 2  # two sessions recorded
+
+
+def test_validate_takes_several_files_and_reports_each(tmp_path, capsys):
+    good = write_experiment(tmp_path)
+    bad = tmp_path / "bad.toml"
+    bad.write_text(good.read_text().replace("eval_seeds", "eval_seed"))
+    assert main(["validate", str(good), str(REPO / "experiments" / "quickstart.toml"),
+                 "--no-checkpoints"]) == 0
+    assert capsys.readouterr().out.count("structure OK") == 2
+    assert main(["validate", str(good), str(bad), "--no-checkpoints"]) == 2
+    captured = capsys.readouterr()
+    assert "structure OK" in captured.out  # the good file is still checked and reported
+    errors = captured.err.strip().splitlines()
+    assert errors[0].startswith(f"error: {bad}: unknown key 'eval_seed' in the top level.")
+    assert "Did you mean 'eval_seeds'?" in errors[0]
+    assert errors[1] == "1 of 2 files failed"
+
+
+def test_a_changed_stats_table_is_adopted_by_run_with_a_notice(tmp_path, capsys):
+    path, run_dir = write_experiment(tmp_path), tmp_path / "run"
+    assert main(["run", str(path), "--out", str(run_dir), "--limit", "1"]) == 0
+    assert "note: [stats]" not in capsys.readouterr().out
+    path.write_text(path.read_text() + "\n[stats]\nn_boot = 5000\n")
+    assert main(["run", str(path), "--out", str(run_dir), "--limit", "1"]) == 0
+    out = capsys.readouterr().out
+    assert (f"note: [stats] of {path} differs from the run's (n_boot 2000 -> 5000); adopted: "
+            "stats and report use it (records are unchanged)") in out
+    assert "4 jobs, 4 finished earlier" in out
+    manifest = json.loads((run_dir / MANIFEST).read_text())
+    assert manifest["config"]["stats"]["n_boot"] == 5000
+    assert manifest["experiment_file"] == str(path)
+
+
+def test_a_ctrl_c_no_command_handles_exits_130_with_a_line(monkeypatch, capsys):
+    # typer turns a KeyboardInterrupt into exit code 130 without a word; main must return
+    # that code (not 0) and say what happened.
+    import ablate.cli.report_cmd as report_cmd
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(report_cmd, "_analyze", interrupted)
+    assert main(["stats", "runs/anything"]) == 130
+    assert capsys.readouterr().err.startswith("interrupted:")

@@ -87,8 +87,16 @@ def test_study_records_fit_the_schema_and_count_problems_without_depth(native_ch
         "task": {"name": "gsm8k", "split": "test", "path": str(data)},
         "study": {"n_latents": [0, 2], "ks": [1, 4], "targets": ["all", 1], "random_draws": 1},
     })
-    result = run_study(config, tmp_path / "run")
+    progress = RecordingProgress()
+    result = run_study(config, tmp_path / "run", progress=progress)
     assert (result.n_jobs, result.n_items, result.n_depth_unknown) == (2, 2, 1)
+    # Progress as `ablate run` reports it (the CLI shows counts and an ETA, not a spinner).
+    assert progress.events[0] == ("start", 2, 0)
+    assert [e for e in progress.events if e[0] == "job"] == [("job", j.job_id)
+                                                           for j in progress.jobs]
+    finished = [e for e in progress.events if e[0] == "records"]
+    assert finished and all(done <= total for _, _, done, total in finished)
+    assert finished[-1][2] == finished[-1][3]
     records = read_records(tmp_path / "run")
     assert set(records["config_label"]) == {"tiny-L0", "tiny-L2"}
     depth = records.drop_duplicates("item_id").set_index("item_id")["depth_annotations"]
@@ -108,6 +116,24 @@ def test_study_records_fit_the_schema_and_count_problems_without_depth(native_ch
     assert (again.n_run, again.n_skipped) == (0, 2)
 
 
+class RecordingProgress:
+    """``ablate.executors.RunProgress``, remembering what it was told."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple] = []
+        self.jobs: list = []
+
+    def start(self, n_jobs: int, n_finished: int) -> None:
+        self.events.append(("start", n_jobs, n_finished))
+
+    def records_done(self, job, done: int, total: int) -> None:
+        self.events.append(("records", job.job_id, done, total))
+
+    def job_done(self, job) -> None:
+        self.jobs.append(job)
+        self.events.append(("job", job.job_id))
+
+
 def test_the_shipped_study_file_loads():
     path = REPO / "experiments" / "codi_rank_dynamics.toml"
     assert is_study_file(tomllib.loads(path.read_text()))
@@ -119,5 +145,7 @@ def test_the_shipped_study_file_loads():
 def test_study_files_reject_unknown_keys_and_other_kinds():
     with pytest.raises(AblateError, match="unknown key"):
         study_from_dict({"version": 1, "checkpoint": {"path": "x"}, "study": {"k": [1]}})
+    with pytest.raises(AblateError, match="unknown key 'n_latent'. Did you mean 'n_latents'?"):
+        study_from_dict({"version": 1, "checkpoint": {"path": "x"}, "study": {"n_latent": [1]}})
     with pytest.raises(AblateError, match="not a CODI study"):
         study_from_dict({"version": 1, "kind": "grid", "checkpoint": {"path": "x"}})

@@ -63,7 +63,8 @@ def test_a_curriculum_step_skips_the_teacher():
 def test_config_round_trips_and_rejects_unknown_keys():
     config = CodiTrainConfig(schedule="curriculum", n_latents=0)
     assert CodiTrainConfig.from_dict(config.to_dict()) == config
-    with pytest.raises(AblateError, match="unknown CODI train keys"):
+    with pytest.raises(AblateError, match="unknown CODI train key 'steps'. Did you mean "
+                                          "'max_steps'"):
         CodiTrainConfig.from_dict({"steps": 3})
 
 

@@ -20,12 +20,12 @@ HEADS = ("multiprobe", "collapse")
 ERANK_SLOPE = {"multiprobe": 0.25, "collapse": -0.2}
 
 
-def job_id(head: str, seed: int, n_iterations: int) -> str:
-    return f"{head}-s{seed}__gsm8k-test-teacher_forced__T{n_iterations}__e0"
+def job_id(head: str, seed: int, n_iterations: int, eval_seed: int = 0) -> str:
+    return f"{head}-s{seed}__gsm8k-test-teacher_forced__T{n_iterations}__e{eval_seed}"
 
 
 def job_records(head: str, seed: int, *, n_items: int, ks: tuple[int, ...], n_draws: int,
-                n_iterations: int, rng: np.random.Generator) -> pd.DataFrame:
+                n_iterations: int, rng: np.random.Generator, eval_seed: int = 0) -> pd.DataFrame:
     """Every condition of one job (checkpoint x task x T x eval seed) over n_items items."""
     item_rng = np.random.default_rng(1234)  # items are shared by every seed and head
     difficulty = item_rng.normal(0, 1, n_items)
@@ -48,8 +48,9 @@ def job_records(head: str, seed: int, *, n_items: int, ks: tuple[int, ...], n_dr
             condition = "none" if k is None else f"{intervention}@head_input:k={k}" + (
                 "" if draw is None else f":draw={draw}")
             rows.append({
-                "job_id": job_id(head, seed, n_iterations), "checkpoint": f"ckpt/{head}-seed{seed}",
-                "config_label": head, "train_seed": seed, "eval_seed": 0, "task": "gsm8k",
+                "job_id": job_id(head, seed, n_iterations, eval_seed),
+                "checkpoint": f"ckpt/{head}-seed{seed}",
+                "config_label": head, "train_seed": seed, "eval_seed": eval_seed, "task": "gsm8k",
                 "split": "test", "mode": "teacher_forced", "n_iterations": n_iterations,
                 "condition": condition, "intervention": intervention,
                 "site": "none" if k is None else "head_input", "k": k, "draw": draw,
@@ -71,23 +72,25 @@ def job_records(head: str, seed: int, *, n_items: int, ks: tuple[int, ...], n_dr
 
 def write_run(run_dir: Path, *, seeds: tuple[int, ...] = (0, 1, 2), heads: tuple[str, ...] = HEADS,
               n_items: int = 16, ks: tuple[int, ...] = (1, 2, 4), n_draws: int = 2,
-              n_iterations: int = 3, skip_jobs: int = 0, n_boot: int = 100) -> Path:
-    """A run directory whose manifest lists every (head, seed) job; the last ``skip_jobs``
-    jobs get no records (an incomplete run)."""
-    jobs = [(head, seed) for head in heads for seed in seeds]
+              n_iterations: int = 3, skip_jobs: int = 0, n_boot: int = 100,
+              eval_seeds: tuple[int, ...] = (0,)) -> Path:
+    """A run directory whose manifest lists every (head, seed, eval seed) job; the last
+    ``skip_jobs`` jobs get no records (an incomplete run)."""
+    jobs = [(head, seed, e) for head in heads for seed in seeds for e in eval_seeds]
     config = {
         "version": 1, "name": run_dir.name, "description": "synthetic run for report tests",
         "checkpoints": [{"path": f"ckpt/{h}-seed{s}", "label": h, "train_seed": s}
-                        for h, s in jobs],
+                        for h in heads for s in seeds],
         "interventions": [{"name": "svd_rank_k", "site": "head_input", "k": list(ks)},
                           {"name": "random_rank_k", "site": "head_input", "k": list(ks),
                            "draws": n_draws}],
         "tasks": [{"name": "gsm8k", "split": "test", "limit": n_items,
                    "mode": "teacher_forced", "few_shot": 0}],
-        "eval_seeds": [0], "iterations": [n_iterations], "batch_size": 8, "device": "cpu",
+        "eval_seeds": list(eval_seeds), "iterations": [n_iterations], "batch_size": 8,
+        "device": "cpu",
         "stats": {"tost_margin": 0.05, "level": 0.95, "n_boot": n_boot, "seed": 7},
     }
-    ids = [job_id(h, s, n_iterations) for h, s in jobs]
+    ids = [job_id(h, s, n_iterations, e) for h, s, e in jobs]
     rng = np.random.default_rng(0)
     stated = {"n_heads": {"value": 8, "source": "the n_heads override", "how": "stated"},
               "attention": {"value": "frobenius", "source": "results.json (config)",
@@ -98,10 +101,10 @@ def write_run(run_dir: Path, *, seeds: tuple[int, ...] = (0, 1, 2), heads: tuple
     with RunStore.open(run_dir, config=config, config_hash=f"hash-{run_dir.name}",
                        job_ids=ids, experiment_file="experiments/synthetic.toml",
                        checkpoints=checkpoints) as store:
-        for head, seed in jobs[:len(jobs) - skip_jobs]:
-            store.write(job_id(head, seed, n_iterations),
+        for head, seed, eval_seed in jobs[:len(jobs) - skip_jobs]:
+            store.write(job_id(head, seed, n_iterations, eval_seed),
                         job_records(head, seed, n_items=n_items, ks=ks, n_draws=n_draws,
-                                    n_iterations=n_iterations, rng=rng))
+                                    n_iterations=n_iterations, rng=rng, eval_seed=eval_seed))
     return run_dir
 
 

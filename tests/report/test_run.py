@@ -11,7 +11,7 @@ import pytest
 
 from ablate.errors import AblateError
 from ablate.report import analysis_settings, load_records
-from ablate.store import RECORDS, read_manifest
+from ablate.store import RECORDS, read_manifest, read_records
 from tests.report.conftest import job_id, write_run
 
 
@@ -62,13 +62,18 @@ def test_two_checkpoints_under_one_seed_are_refused(tmp_path):
         load_records(run_dir)
 
 
-def test_several_eval_seeds_need_one_chosen(tmp_path):
-    run_dir = _small_run(tmp_path)
-    path = run_dir / RECORDS / f"{job_id('multiprobe', 1, 3)}.parquet"
-    frame = pd.read_parquet(path)
-    frame.assign(eval_seed=1).to_parquet(path)
-    with pytest.raises(AblateError, match=r"eval seeds \[0, 1\].*--eval-seed"):
-        load_records(run_dir)
+def test_several_eval_seeds_are_averaged_per_problem_unless_one_is_chosen(tmp_path):
+    run_dir = write_run(tmp_path / "evals", heads=("multiprobe",), seeds=(0, 1), n_items=6,
+                        ks=(1,), n_draws=1, eval_seeds=(0, 1))
+    _, raw, _, _ = load_records(run_dir, eval_seed=0)
+    _, records, _, chosen = load_records(run_dir)
+    assert chosen is None and records.attrs["eval_seeds"] == [0, 1]
+    assert len(records) == len(raw) and "eval_seed" not in records.columns
+    # Each (seed, condition, problem) is the mean of its two eval seeds' outcomes.
+    both = read_records(run_dir)
+    expected = both.groupby(["train_seed", "condition", "item_id"])["correct"].mean()
+    got = records.set_index(["train_seed", "condition", "item_id"])["correct"]
+    assert got.sort_index().tolist() == expected.sort_index().tolist()
     _, records, _, chosen = load_records(run_dir, eval_seed=1)
     assert chosen == 1 and set(records["eval_seed"]) == {1}
     with pytest.raises(AblateError, match="--eval-seed 5 is not in"):

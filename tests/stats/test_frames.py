@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from ablate.errors import AblateError
 from ablate.stats.frames import (
+    average_eval_seeds,
     check_aligned,
     item_covariates,
     pivot_condition,
@@ -66,3 +68,46 @@ def test_erank_lists_become_a_third_axis_and_covariates_follow_items(records) ->
     other = pivot_condition(make_records(n_seeds=2), "correct", intervention="none")
     with pytest.raises(AblateError, match="seeds"):
         check_aligned(erank, other, "two-seed run")
+
+
+def _eval_seed_records() -> pd.DataFrame:
+    """Two problems x two conditions (one unablated: k NA) x two eval seeds, one seed."""
+    rows = []
+    for eval_seed, correct in ((0, (1.0, 0.0, 1.0, 1.0)), (1, (1.0, 1.0, 0.0, 1.0))):
+        for index, (condition, k, item) in enumerate(
+                (("none", None, "a"), ("none", None, "b"), ("svd@k=1", 1, "a"),
+                 ("svd@k=1", 1, "b"))):
+            rows.append({"job_id": f"job-e{eval_seed}", "config_label": "m", "train_seed": 0,
+                         "eval_seed": eval_seed, "condition": condition, "k": k,
+                         "item_id": item, "n_target_tokens": 10 + index % 2,
+                         "correct": correct[index], "tf_exact_match": bool(correct[index]),
+                         "prediction": f"p{eval_seed}" if item == "a" else "same",
+                         "erank_per_iter": [1.0 + eval_seed, 2.0 * (1 + eval_seed)]})
+    frame = pd.DataFrame(rows)
+    frame["k"] = frame["k"].astype("Int64")
+    return frame
+
+
+def test_average_eval_seeds_gives_each_problem_its_mean_over_eval_seeds():
+    records = _eval_seed_records()
+    averaged = average_eval_seeds(records)
+    assert averaged.attrs["eval_seeds"] == [0, 1] and "eval_seed" not in averaged
+    assert len(averaged) == 4  # one row per (condition, item); the NA k kept as a key
+    by_key = averaged.set_index(["condition", "item_id"])
+    # Hand-computed means of the 0/1 outcome over the two eval seeds.
+    assert by_key["correct"].to_dict() == {("none", "a"): 1.0, ("none", "b"): 0.5,
+                                          ("svd@k=1", "a"): 0.5, ("svd@k=1", "b"): 1.0}
+    assert by_key["tf_exact_match"].to_dict() == by_key["correct"].to_dict()
+    assert by_key.loc[("none", "a"), "erank_per_iter"] == [1.5, 3.0]  # elementwise
+    assert averaged["k"].isna().sum() == 2 and str(averaged["k"].dtype) == "Int64"
+    # Equal across eval seeds: kept with its dtype; differing text becomes missing.
+    assert averaged["n_target_tokens"].dtype == records["n_target_tokens"].dtype
+    assert by_key.loc[("none", "b"), "prediction"] == "same"
+    assert pd.isna(by_key.loc[("none", "a"), "prediction"])
+    assert averaged["job_id"].isna().all()
+
+
+def test_average_eval_seeds_leaves_one_eval_seed_alone():
+    records = _eval_seed_records()
+    one = records[records["eval_seed"] == 1]
+    assert average_eval_seeds(one) is one

@@ -19,12 +19,16 @@ from ablate.stats.simulate import (
     BinaryCell,
     DepthCell,
     ErankCell,
+    EvalSeedCell,
     binary_truths,
     depth_study,
     erank_slope_study,
+    eval_seed_study,
+    eval_seed_truths,
     gaussian_expit_mean,
     paired_binary_study,
     simulate_binary,
+    simulate_eval_seeds,
 )
 
 N_BOOT = 200
@@ -104,3 +108,47 @@ def test_depth_null_under_length_confounding() -> None:
                           rng=np.random.default_rng(5), with_ols=False)
     assert summary["reject_e3"] <= band(replicates, 0.05)[1]
     assert summary["reject_raw_spearman"] > 0.9
+
+
+def test_eval_seed_truths_agree_with_a_large_simulated_population() -> None:
+    # E1 truth of the eval-seed design (realised seed and eval-seed effects, problems
+    # averaged) against a huge sample of problems; E3 adds both spreads.
+    cell = EvalSeedCell(n_seeds=2, n_items=300_000, n_eval_seeds=3, sd_seed=0.3,
+                        sd_problem_effect=1.0, sd_eval=0.4, mu=0.4, beta=0.5)
+    conditions, contrast = np.array([1.0, 0.0]), np.array([1.0, -1.0])
+    y, seed_effects, eval_effects = simulate_eval_seeds(cell, conditions,
+                                                        rng=np.random.default_rng(3))
+    truth_e1, truth_e3 = eval_seed_truths(cell, conditions, contrast, seed_effects,
+                                          eval_effects)
+    assert (y[:, 0] - y[:, 1]).mean() == pytest.approx(truth_e1, abs=0.004)
+    binary = BinaryCell(n_seeds=2, n_items=10, sd_seed=0.5, sd_problem_effect=1.0, mu=0.4,
+                        beta=0.5)  # sd_seed 0.5 = sqrt(0.3^2 + 0.4^2): the same E3 truth
+    assert truth_e3 == pytest.approx(
+        binary_truths(binary, conditions, contrast, np.zeros(2))[1], abs=1e-12)
+
+
+def test_eval_seeds_averaged_per_problem_keep_e1_and_e3_nominal() -> None:
+    # How `ablate` analyses several eval seeds: each problem's outcome averaged over them
+    # within its training seed. Four eval seeds whose random subspaces shift each seed's
+    # effect: both intervals cover their truths at the nominal rate, while counting (eval
+    # seed, problem) pairs as separate problems makes E1 far too narrow.
+    replicates = 300
+    cell = EvalSeedCell(n_seeds=3, n_items=200, n_eval_seeds=4, sd_seed=0.1,
+                        sd_problem_effect=1.5, sd_eval=0.3, mu=0.5, beta=0.4)
+    summary = eval_seed_study(cell, n_replicates=replicates, n_boot=N_BOOT,
+                              rng=np.random.default_rng(21))
+    low, high = band(replicates, 0.95)
+    assert low <= summary["coverage_e1"] <= high
+    assert low <= summary["coverage_e3"] <= high
+    assert summary["pooled_coverage_e1"] < low
+
+
+def test_eval_seeds_averaged_null_e3_holds_its_rate() -> None:
+    replicates = 300
+    cell = EvalSeedCell(n_seeds=3, n_items=200, n_eval_seeds=4, sd_seed=0.1,
+                        sd_problem_effect=1.5, sd_eval=0.3)
+    summary = eval_seed_study(cell, n_replicates=replicates, n_boot=N_BOOT,
+                              rng=np.random.default_rng(22))
+    low, high = band(replicates, 0.05)
+    assert low <= summary["reject_e3"] <= high
+    assert summary["pooled_reject_e1"] > high
