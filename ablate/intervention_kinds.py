@@ -1,7 +1,8 @@
 """The registry of intervention kinds: each kind's parameters (how the keys of an
 ``[[interventions]]`` table become a grid of settings, and how settings are written in
 condition labels) and its role in the statistics (the ablation under test, or a control of
-one). ``ablate.interventions`` registers the built-in kinds and re-exports all of this.
+one). ``ablate.interventions`` registers the built-in kinds and re-exports all of this:
+import that module to read the registry.
 
 Plain data, read without torch, so ``ablate validate --no-checkpoints``, ``ablate stats``
 and ``ablate report`` stay light:
