@@ -148,3 +148,34 @@ def _bits_per_byte(group: GroupKey, site: str, arm_rows: list[tuple[str, pd.Data
             plain = None
     return SiteOutcome(group, site, "bits_per_byte", "bits per byte", 1.0, tuple(arms), plain,
                        reference, n_bytes=n_bytes)
+
+
+# --- names for the report, from the registry -------------------------------------------
+
+def arm_names(intervention: str) -> tuple[str, str]:
+    """(short, display) names of a records' intervention value ("SVD", "SVD top-k"); the
+    value itself where its kind is not registered in this process."""
+    found = arm_kind(intervention)
+    if found is None:
+        return intervention, intervention
+    kind, settings = found
+    variant = intervention.partition(":")[2]
+    suffix = f" ({variant.replace(':', ', ')})" if variant else ""
+    return kind.short_name + suffix, kind.display_name + suffix
+
+
+def ranked_ablations() -> list[str]:
+    """Registered ablation kinds that take k (what Q1 trends over)."""
+    return [kind.name for kind in INTERVENTIONS.values()
+            if kind.role.name == "ablation" and "k" in kind.param_names]
+
+
+def control_pairs() -> list[tuple[str, str]]:
+    """(control, its ablation) of every registered control kind."""
+    return [(kind.name, str(kind.role.of)) for kind in INTERVENTIONS.values()
+            if kind.role.name == "control"]
+
+
+def either(names: list[str]) -> str:
+    """"a", "a or b", "a, b or c"."""
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} or {names[-1]}"

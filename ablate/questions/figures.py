@@ -25,23 +25,36 @@ def intervals_caption(level: float) -> str:
     return INTERVALS.format(level=level)
 
 
-def scope_of(entry: Mapping[str, Any], *, site: bool) -> tuple[Any, ...]:
+def scope_of(entry: Mapping[str, Any], *, site: bool, arm: bool = False) -> tuple[Any, ...]:
+    """(task, mode, T), then the site, then the intervention (and its control) it names."""
     keys = (entry["task"], entry["mode"], entry["n_iterations"])
-    return (*keys, entry["site"]) if site else keys
+    keys = (*keys, entry["site"]) if site else keys
+    if arm:
+        keys = (*keys, arm_text(entry))
+    return keys
+
+
+def arm_text(entry: Mapping[str, Any]) -> str:
+    """"svd_rank_k", or "svd_rank_k vs random_rank_k" for an entry with a control."""
+    text = str(entry.get("intervention") or "")
+    return text + (f" vs {entry['control']}" if entry.get("control") else "")
 
 
 def scope_text(scope: Sequence[Any]) -> str:
+    """"gsm8k teacher_forced T=8 at head_input, svd_rank_k"."""
     text = f"{scope[0]} {scope[1]} T={scope[2]}"
-    return text + (f" at {scope[3]}" if len(scope) > 3 else "")
+    text += f" at {scope[3]}" if len(scope) > 3 else ""
+    return text + (f", {scope[4]}" if len(scope) > 4 and scope[4] else "")
 
 
-def by_scope(entries: Sequence[Mapping[str, Any]], *, site: bool
+def by_scope(entries: Sequence[Mapping[str, Any]], *, site: bool, arm: bool = False
              ) -> dict[tuple[Any, ...], dict[tuple[str, str], Mapping[str, Any]]]:
-    """scope -> (config_label, outcome) -> entry, scopes sorted."""
+    """scope -> (config_label, outcome) -> entry, scopes sorted; ``arm`` makes each
+    intervention (and control) a scope of its own."""
     scopes: dict[tuple[Any, ...], dict[tuple[str, str], Mapping[str, Any]]] = {}
     for entry in entries:
         key = (str(entry["config_label"]), str(entry.get("outcome", "")))
-        scopes.setdefault(scope_of(entry, site=site), {})[key] = entry
+        scopes.setdefault(scope_of(entry, site=site, arm=arm), {})[key] = entry
     return dict(sorted(scopes.items(), key=lambda item: tuple(map(str, item[0]))))
 
 

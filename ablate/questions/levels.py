@@ -15,7 +15,10 @@ from typing import Any, ClassVar
 import numpy as np
 import pandas as pd
 
+from ablate.interventions import INTERVENTIONS
 from ablate.plots import LevelPanel, plot_levels
+from ablate.plots.ablation import arms_of
+from ablate.questions.arms import arm_names, either
 from ablate.questions.base import (
     AnalysisContext,
     Entry,
@@ -47,6 +50,7 @@ SCALES = {"correct": 100.0, "answer_loglik": 1.0}
 @dataclass
 class LevelRow:
     condition: str  # "none", or the records' intervention value ("svd_rank_k")
+    role: str  # "unablated", or the arm's registered role: "ablation" | "control"
     k: int | None
     estimate: float
     e1: list[float]
@@ -57,8 +61,8 @@ class LevelRow:
         return dict(vars(self))
 
     @classmethod
-    def of(cls, condition: str, k: int | None, result: TwoWayResult) -> LevelRow:
-        return cls(condition, k, result.estimate, list(result.e1), list(result.e3),
+    def of(cls, condition: str, role: str, k: int | None, result: TwoWayResult) -> LevelRow:
+        return cls(condition, role, k, result.estimate, list(result.e1), list(result.e3),
                    list(result.per_seed))
 
 
@@ -81,7 +85,8 @@ def level_rows(site: SiteOutcome, ctx: AnalysisContext) -> list[LevelRow]:
     rows = []
     if site.plain is not None:
         plain = site.plain.values
-        rows.append(LevelRow.of("none", None, mean_interval(scale * plain, **options)
+        rows.append(LevelRow.of("none", "unablated", None,
+                                mean_interval(scale * plain, **options)
                                 if site.n_bytes is None
                                 else bits_per_byte(plain, site.n_bytes, **options)))
     for arm in site.arms:
@@ -94,7 +99,7 @@ def level_rows(site: SiteOutcome, ctx: AnalysisContext) -> list[LevelRow]:
                 result = (mean_interval(scale * array.values, **options)
                           if site.n_bytes is None
                           else bits_per_byte(array.values, site.n_bytes, **options))
-            rows.append(LevelRow.of(arm.name, k, result))
+            rows.append(LevelRow.of(arm.name, arm.role.name, k, result))
     return rows
 
 
@@ -115,26 +120,57 @@ LEVELS = Levels()
 
 
 def draw_range(records: pd.DataFrame, entry: Mapping[str, Any]
-               ) -> dict[int, tuple[float, float]] | None:
-    """For a ``levels`` entry: per k, (min, max) over random draws of the draw's mean over
-    seeds and items, in the entry's unit; None when the run has no random draws."""
+               ) -> dict[str, dict[int, tuple[float, float]]] | None:
+    """For a ``levels`` entry: per drawn control and k, (min, max) over its draws of the
+    draw's mean over seeds and items, in the entry's unit; None when the run has no draws."""
     outcome = entry["outcome"]
-    rows = group_rows(records, entry, intervention="random_rank_k", site=entry["site"])
-    if rows.empty:
-        return None
-    ranges = {}
-    for k in sorted({int(k) for k in rows["k"].dropna()}):
-        if outcome == "bits_per_byte":
-            nats = pivot_draws(rows, "solution_nats", k=k).values  # (S, D, n)
-            n_bytes = pivot_draws(rows, "solution_bytes", k=k).values
-            # A ratio of sums per seed, as the analysis computes bits per byte.
-            means = (nats.sum(axis=2) / math.log(2) / n_bytes.sum(axis=2)).mean(axis=0)
-        else:
-            values = pivot_draws(rows, outcome, k=k).values
-            means = SCALES.get(outcome, 1.0) * values.mean(axis=(0, 2))
-        if np.all(np.isfinite(means)):
-            ranges[k] = (float(means.min()), float(means.max()))
-    return ranges or None
+    found: dict[str, dict[int, tuple[float, float]]] = {}
+    for arm in arms_of(entry)["control"]:
+        rows = group_rows(records, entry, intervention=arm, site=entry["site"])
+        if rows.empty or rows["draw"].isna().any():
+            continue
+        ranges = {}
+        for k in sorted({int(k) for k in rows["k"].dropna()}):
+            if outcome == "bits_per_byte":
+                nats = pivot_draws(rows, "solution_nats", k=k).values  # (S, D, n)
+                n_bytes = pivot_draws(rows, "solution_bytes", k=k).values
+                # A ratio of sums per seed, as the analysis computes bits per byte.
+                means = (nats.sum(axis=2) / math.log(2) / n_bytes.sum(axis=2)).mean(axis=0)
+            else:
+                values = pivot_draws(rows, outcome, k=k).values
+                means = SCALES.get(outcome, 1.0) * values.mean(axis=(0, 2))
+            if np.all(np.isfinite(means)):
+                ranges[k] = (float(means.min()), float(means.max()))
+        if ranges:
+            found[arm] = ranges
+    return found or None
+
+
+def level_panel(records: pd.DataFrame, entry: Mapping[str, Any]) -> LevelPanel:
+    names = {arm: arm_names(arm) for found in arms_of(entry).values() for arm in found}
+    return LevelPanel(entry, draw_range(records, entry), names)
+
+
+def caption(entries: list[Mapping[str, Any]]) -> str:
+    """What the lines of a levels figure are, named by the registry's display names."""
+    arms: dict[str, list[str]] = {"ablation": [], "control": []}
+    for entry in entries:
+        for role, found in arms_of(entry).items():
+            arms[role] += [arm for arm in found if arm not in arms[role]]
+    ablations = [f"{arm_names(arm)[1]} projection" for arm in arms["ablation"]]
+    controls = [f"{arm_names(arm)[1]} projections" for arm in arms["control"]]
+    parts = []
+    if ablations:
+        parts.append(f"Bold line: {ablations[0]}, mean over seeds; thin lines: one seed each"
+                     if len(ablations) == 1 else
+                     f"Bold lines, one colour each: {', '.join(ablations)}, mean over seeds; "
+                     "thin lines: one seed each")
+    if controls:
+        parts.append(f"dashed grey: mean of the {controls[0]}, shaded over the range of the "
+                     "individual draws" if len(controls) == 1 else
+                     f"dashed lines, one shade each: mean of the {' and the '.join(controls)}, "
+                     "shaded over the range of the individual draws")
+    return "; ".join(parts + ["diamond at the right: unablated"]) + "."
 
 
 def figure_items(evidence: Evidence, outcomes: Sequence[str], name: str, title: str,
@@ -144,17 +180,16 @@ def figure_items(evidence: Evidence, outcomes: Sequence[str], name: str, title: 
     records = evidence.records
     items: list[FigureItem] = []
     for scope, cells in by_scope(evidence.analysis["levels"], site=True).items():
-        panels = grid(cells, outcomes, lambda entry: LevelPanel(entry, draw_range(records, entry)))
+        panels = grid(cells, outcomes, lambda entry: level_panel(records, entry))
         if panels:
+            shown = [panel.entry for row in panels for panel in row if panel is not None]
             items.append(FigureSpec(name, title, scope_text(scope), (
-                f"{scope_text(scope)}. Bold line: SVD top-k projection, mean over seeds; thin "
-                "lines: one seed each; dashed grey: mean of the random rank-k projections, "
-                "shaded over the range of the individual draws; diamond at the right: "
-                f"unablated. {intervals_caption(evidence.level)}"),
+                f"{scope_text(scope)}. {caption(shown)} {intervals_caption(evidence.level)}"),
                 lambda panels=panels: plot_levels(panels)))
     if not items:
+        kinds = list(INTERVENTIONS)
         items.append(MissingFigure(name, title, (
-            f"the run has no svd_rank_k or random_rank_k conditions with {what} recorded"
+            f"the run has no {either(kinds)} conditions with {what} recorded"
             + (" (teacher-forced metrics; generative runs do not record them)"
                if teacher_forced_only else ""))))
     return items

@@ -29,6 +29,7 @@ from ablate.stats.multiplicity import benjamini_hochberg
 @dataclass
 class ScanEntry(GroupEntry):
     output: ClassVar[str] = "scans"
+    intervention: str
     outcome: str
     test: str
     label: str
@@ -43,20 +44,26 @@ class SiteScan(Question):
     title = "Exploratory: scan over sites"
 
     def at_group(self, group: GroupRows, ctx: AnalysisContext) -> list[Finding]:
+        """One scan per ablation found at >= 2 sites of the group."""
         if len(group.sites) < 2:
             return []
-        found = {entry.site: entry.claims[0].p_e3  # type: ignore[attr-defined]
-                 for entry in ctx.entries("q1")
-                 if entry.outcome == "correct" and entry.site in group.sites  # type: ignore[attr-defined]
-                 and entry.group == group.key}  # type: ignore[attr-defined]
-        if len(found) < 2:
-            return []
-        ordered = sorted(found)
-        p_values = [np.nan if found[s] is None else found[s] for s in ordered]
-        return [ScanEntry(**group.key.as_dict(), outcome="correct",
-                          test="Q1 slope per halving of k (E3)", label="exploratory",
-                          sites=ordered, p_e3=p_values,
-                          p_bh=benjamini_hochberg(p_values).tolist())]
+        by_arm: dict[str, dict[str, float | None]] = {}
+        for entry in ctx.entries("q1"):
+            if (entry.outcome == "correct" and entry.site in group.sites  # type: ignore[attr-defined]
+                    and entry.group == group.key):  # type: ignore[attr-defined]
+                by_arm.setdefault(entry.intervention, {})[  # type: ignore[attr-defined]
+                    entry.site] = entry.claims[0].p_e3  # type: ignore[attr-defined]
+        scans: list[Finding] = []
+        for arm, found in by_arm.items():
+            if len(found) < 2:
+                continue
+            ordered = sorted(found)
+            p_values = [np.nan if found[s] is None else found[s] for s in ordered]
+            scans.append(ScanEntry(**group.key.as_dict(), intervention=arm, outcome="correct",
+                                   test="Q1 slope per halving of k (E3)", label="exploratory",
+                                   sites=ordered, p_e3=p_values,
+                                   p_bh=benjamini_hochberg(p_values).tolist()))
+        return scans
 
     def section(self, evidence: Evidence) -> list[Block]:
         if not evidence.analysis.get("scans"):

@@ -16,6 +16,7 @@ import numpy as np
 
 from ablate.plots import plot_adjacent_contrasts
 from ablate.questions import levels
+from ablate.questions.arms import either, ranked_ablations
 from ablate.questions.base import (
     AnalysisContext,
     Evidence,
@@ -58,6 +59,7 @@ OUTCOMES = ("correct", "answer_loglik")
 class TrendEntry(GroupEntry):
     output: ClassVar[str] = "q1"
     site: str
+    intervention: str  # the ablation (records' intervention value)
     outcome: str
     unit: str
     n_seeds: int
@@ -78,15 +80,19 @@ class Trend(Question):
     outputs = ("q1",)
     claim_outputs = ("q1",)
     title = "Q1: does accuracy fall as projection rank falls?"
-    needs = "svd_rank_k ranks"
+
+    @property
+    def needs(self) -> str:  # type: ignore[override]
+        return f"{either(ranked_ablations())} ranks"
 
     def at_site(self, site: SiteOutcome, ctx: AnalysisContext) -> list[Finding]:
+        """Each ablation with >= 2 ranks at the site (Holm family: the site's outcome)."""
         if site.outcome not in OUTCOMES:
             return []
         found: list[Finding] = []
         for arm in site.ablations():
             if len(arm.ks) >= 2:
-                found += _trend(site, {k: arm.arrays[k] for k in arm.ks}, ctx)
+                found += _trend(site, arm.name, {k: arm.arrays[k] for k in arm.ks}, ctx)
         return found
 
     # -- presentation --------------------------------------------------------------------
@@ -101,14 +107,15 @@ class Trend(Question):
             blocks += [Heading(3, f"{head_scope(entry)}: {outcome_words(entry['outcome'])}"),
                        *entry_blocks(entry, evidence.level)]
         if not entries:
-            blocks.append(Paragraph("Not tested: the run has fewer than two svd_rank_k ranks."))
+            blocks.append(Paragraph(f"Not tested: the run has fewer than two "
+                                    f"{either(ranked_ablations())} ranks."))
         return blocks
 
     def figures(self, evidence: Evidence) -> list[FigureItem]:
         items = levels.figure_items(evidence, ("correct",), "accuracy-vs-k",
                                     "Accuracy against log2 k", "accuracy")
         title = "Adjacent contrasts (k vs 2k) and the monotonicity verdict"
-        scopes = by_scope(evidence.analysis["q1"], site=True)
+        scopes = by_scope(evidence.analysis["q1"], site=True, arm=True)
         for scope, cells in scopes.items():
             panels = grid(cells, OUTCOMES, lambda entry: entry)
             items.append(FigureSpec("adjacent-contrasts", title, scope_text(scope), (
@@ -119,8 +126,8 @@ class Trend(Question):
                 lambda panels=panels: plot_adjacent_contrasts(panels)))
         if not scopes:
             items.append(MissingFigure("adjacent-contrasts", title, (
-                "the run has fewer than two svd_rank_k ranks at any site, so there is no "
-                "trend over k")))
+                f"the run has fewer than two {either(ranked_ablations())} ranks at any site, "
+                "so there is no trend over k")))
         return items
 
     def views(self, analysis: Mapping[str, Any]) -> list[TableView]:
@@ -159,7 +166,7 @@ class Trend(Question):
 TREND = Trend()
 
 
-def _trend(site: SiteOutcome, arrays: Mapping[int, Any], ctx: AnalysisContext
+def _trend(site: SiteOutcome, ablation: str, arrays: Mapping[int, Any], ctx: AnalysisContext
            ) -> list[Finding]:
     values = {k: array.values for k, array in arrays.items()}
     scale, unit, outcome = site.scale, site.unit, site.outcome
@@ -181,8 +188,9 @@ def _trend(site: SiteOutcome, arrays: Mapping[int, Any], ctx: AnalysisContext
     else:
         notes.append("no unablated rows: the unablated vs largest-k contrast is not run")
     odds, page, reference = trend.odds_ratio, trend.page, site.reference
+    keys = {**site.keys, "intervention": ablation}
     entry = TrendEntry(
-        **site.keys, outcome=outcome, unit=unit, n_seeds=len(reference.seeds),
+        **keys, outcome=outcome, unit=unit, n_seeds=len(reference.seeds),
         seeds=list(reference.seeds), n_items=len(reference.item_ids), ks=list(trend.ks),
         claims=claims,
         odds_ratio_per_doubling=None if odds is None else {
@@ -198,7 +206,7 @@ def _trend(site: SiteOutcome, arrays: Mapping[int, Any], ctx: AnalysisContext
         per_seed_means=trend.per_seed_means, notes=notes)
     stacked = np.stack([values[k] for k in trend.ks], axis=1)
     per_item = np.einsum("k,skn->sn", halving_weights(trend.ks, scale), stacked)
-    return [entry, variance_component(site.keys, f"q1 slope ({outcome}, {unit} per halving)",
+    return [entry, variance_component(keys, f"q1 slope ({outcome}, {unit} per halving)",
                                       per_item)]
 
 

@@ -80,10 +80,15 @@ def pct(level: float) -> str:
 
 
 def head_scope(entry: Mapping[str, Any], *, site: bool = True) -> str:
-    """"multiprobe, gsm8k teacher_forced T=8 at head_input"."""
+    """"multiprobe, gsm8k teacher_forced T=8 at head_input, svd_rank_k": the group, the
+    site, and the intervention (and its control) where the entry names them."""
     text = (f"{entry['config_label']}, {entry['task']} {entry['mode']} "
             f"T={entry['n_iterations']}")
-    return text + (f" at {entry['site']}" if site and entry.get("site") else "")
+    text += f" at {entry['site']}" if site and entry.get("site") else ""
+    if entry.get("intervention"):
+        text += f", {entry['intervention']}" + (f" vs {entry['control']}"
+                                                if entry.get("control") else "")
+    return text
 
 
 def outcome_words(outcome: str) -> str:

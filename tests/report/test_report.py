@@ -142,7 +142,7 @@ def test_a_bad_validation_table_is_a_user_error(run, tmp_path):
 
 
 # A notes column right of the panel leaves titles no slack.
-FOREST_FIGURES = ("svd-minus-random", "adjacent-contrasts", "slopes-by-head")
+FOREST_FIGURES = ("ablation-minus-control", "adjacent-contrasts", "slopes-by-head")
 
 
 def test_figure_titles_stay_inside_the_figure(run):
