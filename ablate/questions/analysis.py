@@ -15,7 +15,9 @@ digits, NaN/inf become null.
 from __future__ import annotations
 
 import logging
+import zlib
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -60,6 +62,8 @@ def analyze_records(records: pd.DataFrame, *, rng: np.random.Generator, level: f
                           tost_margin=tost_margin)
     ctx.found.update({output: [] for question in questions for output in question.outputs})
     notes: list[str] = []
+    contexts = {question.key: ctx if question.shared_stream
+                else replace(ctx, rng=own_stream(rng, question.key)) for question in questions}
 
     def take(findings: list[Finding]) -> None:
         for finding in findings:
@@ -82,13 +86,13 @@ def analyze_records(records: pd.DataFrame, *, rng: np.random.Generator, level: f
                     take([found])
                     continue
                 for question in questions:
-                    take(question.at_site(found, ctx))
+                    take(question.at_site(found, contexts[question.key]))
         group_rows = GroupRows(group, rows, unablated, tuple(sites))
         for question in questions:
-            take(question.at_group(group_rows, ctx))
+            take(question.at_group(group_rows, contexts[question.key]))
         logger.info("analysed %s: %d site(s)", group, len(sites))
     for question in questions:
-        take(question.at_run(records, ctx))
+        take(question.at_run(records, contexts[question.key]))
     claim_outputs = [output for question in questions for output in question.claim_outputs]
     apply_holm([claim for output in claim_outputs for entry in ctx.found[output]
                 for claim in entry.entry_claims], alpha=alpha)
@@ -105,6 +109,16 @@ def analyze_records(records: pd.DataFrame, *, rng: np.random.Generator, level: f
         notes.append("no family applied: records have no " + (
             f"{', '.join(needs[:-1])} or {needs[-1]}" if len(needs) > 1 else "".join(needs)))
     return json_ready(analysis)
+
+
+def own_stream(rng: np.random.Generator, key: str) -> np.random.Generator:
+    """A generator for the question ``key``, independent of the run's generator and of
+    every other question's, and the same for the same seed and key."""
+    seed = getattr(rng.bit_generator, "seed_seq", None)
+    if not isinstance(seed, np.random.SeedSequence):  # reading the state draws nothing
+        seed = np.random.SeedSequence(zlib.crc32(repr(rng.bit_generator.state).encode()))
+    return np.random.default_rng(np.random.SeedSequence(
+        seed.entropy, spawn_key=(*seed.spawn_key, zlib.crc32(key.encode()))))
 
 
 def _groups(records: pd.DataFrame) -> list[tuple[GroupKey, pd.DataFrame]]:

@@ -254,10 +254,11 @@ class Question:
     The analysis walks the records once: for each group (head x task x mode x T), each
     site of its ablations and each outcome there, ``at_site``; then ``at_group`` for the
     group; after every group, ``at_run``. Each hook returns findings (typed entries, run
-    notes, variance components); the walk calls every question's hook in registry order,
-    so hooks that draw random numbers draw them in a fixed order. ``ctx.entries(key)``
-    holds what earlier hooks found. Claims of ``claim_outputs`` go through Holm (within
-    each claim's family) once every hook has run.
+    notes, variance components); the walk calls every question's hook in registry order.
+    ``ctx.entries(key)`` holds what earlier hooks found; ``ctx.rng`` is the question's own
+    random stream (derived from the run's seed and its key), so registering a question
+    never moves another's bootstrap draws. Claims of ``claim_outputs`` go through Holm
+    (within each claim's family) once every hook has run.
     """
 
     key: ClassVar[str]  # unique registry key
@@ -265,6 +266,9 @@ class Question:
     claim_outputs: ClassVar[tuple[str, ...]] = ()  # those whose entries carry claims
     title: ClassVar[str | None] = None  # the report section's heading; None: no section
     needs: ClassVar[str] = ""  # what records need for its claims ("erank_per_iter")
+    # The built-in questions draw from the run's one generator in walk order, as they did
+    # before the registry existed, which keeps the numbers of earlier analyses.
+    shared_stream: ClassVar[bool] = False
 
     # -- analysis ------------------------------------------------------------------------
     def at_site(self, site: SiteOutcome, ctx: AnalysisContext) -> list[Finding]:

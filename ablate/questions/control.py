@@ -71,6 +71,7 @@ class ControlEntry(GroupEntry):
 
 class Control(Question):
     key = "q2"
+    shared_stream = True
     outputs = ("q2",)
     claim_outputs = ("q2",)
     title = "Q2: is the top-k SVD subspace special?"

@@ -73,6 +73,7 @@ class DepthEntry(GroupEntry):
 
 class Depth(Question):
     key = "q4"
+    shared_stream = True
     outputs = ("q4",)
     claim_outputs = ("q4",)
     title = "Q4: does effective rank follow reasoning depth?"

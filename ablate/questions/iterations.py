@@ -101,6 +101,7 @@ def has_erank(rows: pd.DataFrame, column: str = ERANK) -> bool:
 
 class Iterations(Question):
     key = "q3"
+    shared_stream = True
     outputs = ("q3", "q3_heads")
     claim_outputs = ("q3", "q3_heads")
     title = "Q3: does effective rank rise over iterations, and does the head set the direction?"

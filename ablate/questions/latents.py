@@ -145,6 +145,7 @@ def base_label(config_label: str) -> str:
 
 class Latents(Question):
     key = "q5"
+    shared_stream = True
     outputs = ("q5", "q5_latents")
     claim_outputs = ("q5", "q5_latents")
     title = "Q5: matrix-CODI latent thoughts"

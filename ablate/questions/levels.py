@@ -105,6 +105,7 @@ def level_rows(site: SiteOutcome, ctx: AnalysisContext) -> list[LevelRow]:
 
 class Levels(Question):
     key = "levels"
+    shared_stream = True
     outputs = ("levels",)
 
     def at_site(self, site: SiteOutcome, ctx: AnalysisContext) -> list[Finding]:

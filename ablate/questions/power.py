@@ -43,6 +43,7 @@ class PowerEntry(Entry):
 
 class Power(Question):
     key = "power"
+    shared_stream = True
     outputs = ("power",)
     title = "What would change a conclusion"
 

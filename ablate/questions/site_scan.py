@@ -40,6 +40,7 @@ class ScanEntry(GroupEntry):
 
 class SiteScan(Question):
     key = "scans"
+    shared_stream = True
     outputs = ("scans",)
     title = "Exploratory: scan over sites"
 

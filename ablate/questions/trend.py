@@ -77,6 +77,7 @@ class TrendEntry(GroupEntry):
 
 class Trend(Question):
     key = "q1"
+    shared_stream = True
     outputs = ("q1",)
     claim_outputs = ("q1",)
     title = "Q1: does accuracy fall as projection rank falls?"
