@@ -62,6 +62,12 @@ def analyze_records(records: pd.DataFrame, *, rng: np.random.Generator, level: f
                           tost_margin=tost_margin)
     ctx.found.update({output: [] for question in questions for output in question.outputs})
     notes: list[str] = []
+    left_out = sorted(str(v) for v in pd.unique(records["intervention"])
+                      if str(v) != "none" and not analysed(str(v)))
+    if left_out:
+        notes.append(f"rows of {', '.join(left_out)} are not analysed: no registered kind "
+                     "gives them a role (composed conditions, or kinds this process has not "
+                     "registered; see ablate.interventions.register_intervention)")
     contexts = {question.key: ctx if question.shared_stream
                 else replace(ctx, rng=own_stream(rng, question.key)) for question in questions}
 

@@ -177,5 +177,7 @@ def control_pairs() -> list[tuple[str, str]]:
 
 
 def either(names: list[str]) -> str:
-    """"a", "a or b", "a, b or c"."""
+    """"a", "a or b", "a, b or c" ("registered" when there is none)."""
+    if not names:
+        return "registered"
     return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} or {names[-1]}"

@@ -85,9 +85,9 @@ class Control(Question):
         found: list[Finding] = []
         for ablation in site.ablations():
             for control in site.controls_of(ablation):
-                common = sorted(set(ablation.ks) & set(control.ks))
-                if common:
-                    found += _compare(site, ablation, control, common, ctx)
+                pairs = _matched(ablation, control)
+                if pairs:
+                    found += _compare(site, ablation, control, pairs, ctx)
         return found
 
     # -- presentation --------------------------------------------------------------------
@@ -157,9 +157,20 @@ class Control(Question):
 CONTROL = Control()
 
 
-def _compare(site: SiteOutcome, ablation: Arm, control: Arm, common: list[Any],
+def _matched(ablation: Arm, control: Arm) -> list[tuple[Any, Any]]:
+    """(ablation k, control k) to compare: equal ks when the control is matched on k, else
+    every k of the ablation against the control's one condition."""
+    if "k" in control.role.matched_on:
+        return [(k, k) for k in sorted(set(ablation.ks) & set(control.ks))]
+    if len(control.arrays) != 1:
+        return []
+    (only,) = control.arrays
+    return [(k, only) for k in ablation.arrays]
+
+
+def _compare(site: SiteOutcome, ablation: Arm, control: Arm, pairs: list[tuple[Any, Any]],
              ctx: AnalysisContext) -> list[Finding]:
-    """One entry per (ablation, control) pair at a site and outcome: a claim per shared
+    """One entry per (ablation, control) pair at a site and outcome: a claim per matched
     k (Holm family: the site's outcome, shared with any other pair there)."""
     scale, unit, outcome = site.scale, site.unit, site.outcome
     family = site.group.family("q2", site.site, outcome)
@@ -167,10 +178,10 @@ def _compare(site: SiteOutcome, ablation: Arm, control: Arm, common: list[Any],
     margin = ctx.tost_margin if outcome == "correct" else None
     keys = {**site.keys, "intervention": ablation.name, "control": control.name}
     claims, found = [], []
-    for k in common:
-        a, c = ablation.arrays[k].values, control.arrays[k].values
+    for k, k_control in pairs:
+        a, c = ablation.arrays[k].values, control.arrays[k_control].values
         what = (f"{ablation.short}{_rank(k)} {'bits per byte' if bpb else outcome} differs "
-                f"from {control.short}{_rank(k)}")
+                f"from {control.short}{_rank(k_control)}")
         if bpb:
             result = bits_per_byte_contrast(a, c, site.n_bytes, **ctx.options)
             claims.append(interval_claim(result, claim=what, family=family, unit=unit)
@@ -195,7 +206,7 @@ def _compare(site: SiteOutcome, ablation: Arm, control: Arm, common: list[Any],
                      "claimed")
     entry = ControlEntry(**keys, outcome=outcome, unit=unit, n_seeds=len(reference.seeds),
                          seeds=list(reference.seeds), n_items=len(reference.item_ids),
-                         n_draws=len(control.arrays[common[0]].draws), margin=margin,
+                         n_draws=len(control.arrays[pairs[0][1]].draws), margin=margin,
                          claims=claims, notes=notes)
     return [entry, *found]
 

@@ -1,6 +1,6 @@
 """The Q5 section of a report: a matrix-CODI study run (L0 and L6, unablated) gets its
-prose, tables and figures 11 and 12; a run without latent thoughts says Q5 was not tested
-and lists the latent figures as missing with the reason."""
+prose, tables and latent figures; a run without latent thoughts gets no Q5 section, no latent
+figures and no notes about them."""
 
 from __future__ import annotations
 
