@@ -16,7 +16,7 @@ turns a list of tables into conditions, expanding ``k`` lists and random ``draws
     >>> with model.hooks(conditions[1].hooks(eval_seed=0)):   # doctest: +SKIP
     ...     logits = model(ids, n_iterations=8).logits
 
-Table keys: ``name``; ``site``; the kind's parameters (``ablate.intervention_params``):
+Table keys: ``name``; ``site``; the kind's parameters (``ablate.intervention_kinds``):
 ``k`` (int or list); for ``random_rank_k`` ``draws`` (count, draws 0..n-1) or ``draw`` (int or
 list) and ``side`` ("columns": Q Qᵀ M, or "rows": M Q Qᵀ); ``norm_matched`` (rescale each
 projected matrix to its original Frobenius norm); ``compose`` (a list of tables applied in
