@@ -153,7 +153,7 @@ def test_a_model_without_codi_specials_is_refused_in_one_line():
 def test_settings_round_trip_and_reject_unknown_keys():
     settings = CodiSettings(projection="norm", n_latents=0)
     assert CodiSettings.from_json(settings.to_json(), "x") == settings
-    with pytest.raises(AblateError, match="unknown CODI settings"):
+    with pytest.raises(AblateError, match="x: unknown key 'latents'. Did you mean 'n_latents'"):
         CodiSettings.from_json({**settings.to_json(), "latents": 2}, "x")
     with pytest.raises(AblateError, match="projection"):
         CodiSettings(projection="mlp")
