@@ -20,11 +20,12 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import importlib
 import json
 import re
 import types
 import typing
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from functools import cache
 from pathlib import Path
 from typing import Any, ClassVar
@@ -167,17 +168,31 @@ def resolve_device(name: Any) -> Any:
 
 def arg(default: Any = dataclasses.MISSING, *, help: str,  # noqa: A002 - argparse's name
         flag: str | None = None, aliases: Sequence[str] = (), min_value: float | None = None,
-        choices: Sequence[str] | None = None, cli: bool = True, panel: str | None = None,
+        choices: Sequence[str] | Callable[[], Sequence[str]] | None = None, cli: bool = True,
+        panel: str | None = None,
         default_factory: Any = dataclasses.MISSING) -> Any:
     """A dataclass field of a ``ConfigBase``: ``help`` is its description (and CLI help),
     ``flag`` its CLI option when not ``--field-name``, ``aliases`` older flags that still
     work, ``min_value``/``choices`` its checks, ``cli=False`` keeps it off the command
-    line (config files only), ``panel`` its help section (default: the class's PANEL)."""
+    line (config files only), ``panel`` its help section (default: the class's PANEL).
+    ``choices`` may be a function returning them, for names defined in a module that is
+    slow to import: it runs on the first check, never when flags are built."""
+    if choices is not None and not callable(choices):
+        choices = tuple(choices)
     metadata = {"help": help, "flag": flag, "aliases": tuple(aliases), "min": min_value,
-                "choices": tuple(choices) if choices is not None else None, "cli": cli,
-                "panel": panel}
+                "choices": choices, "cli": cli, "panel": panel}
     return dataclasses.field(default=default, default_factory=default_factory,
                              metadata=metadata)
+
+
+def names_in(module: str, name: str) -> Callable[[], tuple[str, ...]]:
+    """``choices`` read from ``module.name`` on the first check (for modules that load
+    torch or transformers): ``arg(..., choices=names_in("ablate.model.config", "HEADS"))``."""
+
+    def names() -> tuple[str, ...]:
+        return tuple(getattr(importlib.import_module(module), name))
+
+    return names
 
 
 def default(value: Any = dataclasses.MISSING, *,
@@ -313,6 +328,8 @@ def _checked(spec: dataclasses.Field, value: Any, hint: Any) -> Any:
         return None
     value = _typed(spec.name, value, kind)
     low, choices = spec.metadata.get("min"), spec.metadata.get("choices")
+    if callable(choices):
+        choices = tuple(choices())
     if low is not None and value < low:
         raise AblateError(f"{spec.name}={value!r} must be >= {low}")
     if choices is not None and value not in choices:

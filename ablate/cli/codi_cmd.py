@@ -23,7 +23,7 @@ from rich.table import Table
 
 from ablate.cli.options import command_line, config_from_command_line, config_options, key_values
 from ablate.cli.progress import RunDisplay
-from ablate.codi.training import CodiTrainConfig
+from ablate.codi.train_config import CodiTrainConfig
 from ablate.errors import AblateError, Interrupted
 
 codi_app = typer.Typer(no_args_is_help=True,

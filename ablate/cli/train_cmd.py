@@ -16,16 +16,18 @@ skips finished ones. ``ablate train --codi ...`` trains a matrix-CODI model inst
 from __future__ import annotations
 
 import os
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
-import torch
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from ablate.cli.options import command_line, config_from_command_line, config_options
 from ablate.errors import AblateError
-from ablate.train import TrainConfig, TrainProgress, TrainResult, train, variant_parts
+from ablate.train import TrainConfig, variant_parts
+
+if TYPE_CHECKING:  # the trainer loads torch: only a run imports it, not --help
+    from ablate.train import TrainProgress, TrainResult
 
 
 def parse_seeds(values: list[str]) -> list[int]:
@@ -77,6 +79,8 @@ def run_seed(
     config: TrainConfig, resume: bool, console: Console, command: list[str]
 ) -> TrainResult:
     """Train one seed under a rich progress bar."""
+    from ablate.train import train
+
     columns = (
         TextColumn(f"seed {config.seed}"),
         BarColumn(),
@@ -163,6 +167,8 @@ def register(app: typer.Typer) -> None:
         if threads < 0:
             raise AblateError(f"--threads {threads} must be >= 0 (0 keeps torch's default)")
         if threads:
+            import torch
+
             torch.set_num_threads(threads)
         for notice in notices:
             typer.echo(notice, err=True)

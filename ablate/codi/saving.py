@@ -22,6 +22,7 @@ from safetensors.torch import load_file, save_file
 
 from ablate.checkpoint import load_checkpoint, save_checkpoint
 from ablate.codi.native import CodiSettings, NativeCodi, check_specials
+from ablate.config import resolve_device
 from ablate.errors import AblateError
 
 CODI_FILE = "codi.json"
@@ -67,6 +68,7 @@ def read_codi_file(directory: Path) -> CodiSettings:
 
 def load_codi(path: str | Path, *, device: str | torch.device = "cpu") -> NativeCodi:
     """A ``NativeCodi`` in eval mode from a directory written by ``save_codi``."""
+    device = resolve_device(device)
     directory = Path(path)
     if directory.is_file():
         directory = directory.parent

@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from ablate.config import Table, config_hash, read_toml
+from ablate.config import Table, check_device_name, config_hash, read_toml
 from ablate.errors import AblateError
 
 STUDY_VERSION = 1
@@ -86,6 +86,10 @@ class StudyConfig:
                                     or target < 0):
                 raise AblateError(f"{where}: target {target!r} must be 'all' or a latent "
                                   "index >= 0")
+        try:
+            check_device_name(self.device)
+        except AblateError as err:
+            raise AblateError(f"{where}: {err}") from None
         for name in ("random_draws", "max_new_tokens", "batch_size"):
             minimum = 0 if name == "random_draws" else 1
             if getattr(self, name) < minimum:

@@ -14,14 +14,19 @@ trainer only redeclares the defaults of its own recipe (``ablate.config.default`
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
-from ablate.config import ConfigBase, arg
+from ablate.config import ConfigBase, arg, names_in
 from ablate.errors import AblateError
-from ablate.model import MatrixThinkerConfig
-from ablate.model.config import ATTENTIONS, EMBEDDINGS, HEADS
+
+if TYPE_CHECKING:
+    from ablate.model import MatrixThinkerConfig
 
 BETAS = (0.9, 0.98)  # spec §7.2
+
+# The model's names live in ablate.model.config, which loads transformers: read them on
+# the first check, so the flags (and `ablate train --help`) need no torch.
+MODEL_CONFIG = "ablate.model.config"
 
 
 @dataclass(frozen=True)
@@ -31,8 +36,9 @@ class ModelArgs(ConfigBase):
     PANEL: ClassVar[str] = "Model"
 
     attention: str = arg("frobenius", help="Attention: frobenius | matrix3d.",
-                         choices=ATTENTIONS)
-    head: str = arg("multiprobe", help="Output head: multiprobe | collapse.", choices=HEADS)
+                         choices=names_in(MODEL_CONFIG, "ATTENTIONS"))
+    head: str = arg("multiprobe", help="Output head: multiprobe | collapse.",
+                    choices=names_in(MODEL_CONFIG, "HEADS"))
     mat_dim: int = arg(8, help="Matrix size d.", min_value=1)
     n_layers: int = arg(2, help="Thinking layers.", flag="--layers", min_value=1)
     n_heads: int = arg(2, help="Attention heads (must divide d).", flag="--heads", min_value=1)
@@ -40,7 +46,7 @@ class ModelArgs(ConfigBase):
     n_iterations: int = arg(4, help="Iterations T of the weight-tied loop.",
                             flag="--iterations", min_value=0)
     embedding: str = arg("outer", help="Starting embedding: outer | rank_r | bigram | "
-                         "pairwise.", choices=EMBEDDINGS)
+                         "pairwise.", choices=names_in(MODEL_CONFIG, "EMBEDDINGS"))
     embedding_rank: int = arg(1, help="Rank r of the rank_r embedding.", min_value=1)
     max_len: int = arg(256, help="Positional table size (the longest sequence).", min_value=1)
     dropout: float = arg(0.0, help="Dropout probability while training.", min_value=0.0)
@@ -55,6 +61,8 @@ class ModelArgs(ConfigBase):
 
     def model_config(self, vocab_size: int, specials: list[str]) -> MatrixThinkerConfig:
         """The model these arguments describe, for a tokenizer of ``vocab_size`` ids."""
+        from ablate.model import MatrixThinkerConfig
+
         return MatrixThinkerConfig(
             mat_dim=self.mat_dim, n_layers=self.n_layers, n_heads=self.n_heads,
             n_probes=self.n_probes or self.mat_dim, vocab_size=vocab_size,

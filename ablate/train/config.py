@@ -15,12 +15,14 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from ablate.config import arg, check_device_name
 from ablate.errors import AblateError, unknown_name_error
-from ablate.model import VARIANTS, MatrixThinkerConfig
 from ablate.train.arguments import DataArgs, ModelArgs, OptimArgs
+
+if TYPE_CHECKING:
+    from ablate.model import MatrixThinkerConfig
 
 TRAIN_CONFIG_VERSION = 1
 DATA_KINDS = ("synthetic", "gsm8k", "text")
@@ -105,6 +107,8 @@ class TrainConfig(OptimArgs, DataArgs, ModelArgs):
 
 def variant_parts(variant: str) -> tuple[str, str]:
     """(attention, head) of a research variant name (``ablate.model.VARIANTS``)."""
+    from ablate.model import VARIANTS
+
     if variant not in VARIANTS:
         raise unknown_name_error("variant", variant, VARIANTS)
     return VARIANTS[variant]
