@@ -166,7 +166,7 @@ def resolve_device(name: Any) -> Any:
 # ---------------------------------------------------------------------------------------
 # Dataclass configs whose fields carry their checks, help text and CLI flag.
 
-def arg(default: Any = dataclasses.MISSING, *, help: str,  # noqa: A002 - argparse's name
+def arg(default: Any = dataclasses.MISSING, *, help: str,
         flag: str | None = None, aliases: Sequence[str] = (), min_value: float | None = None,
         choices: Sequence[str] | Callable[[], Sequence[str]] | None = None, cli: bool = True,
         panel: str | None = None,

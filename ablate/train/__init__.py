@@ -13,8 +13,7 @@ state (``ablate.train.loop``).
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from ablate.lazy import lazy_exports
 
 # Public name -> the module defining it, imported on first use: the config and its flags
 # (``ablate train --help``) need no torch.
@@ -26,15 +25,4 @@ _EXPORTS = {
 }
 
 __all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'ablate.train' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"ablate.train.{_EXPORTS[name]}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *_EXPORTS})
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
