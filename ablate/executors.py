@@ -164,7 +164,7 @@ def run_job(job: Job, *, progress: ItemProgress | None = None) -> pd.DataFrame:
     frame = evaluate(
         loaded.model, loaded.tokenizer, items, conditions,
         task=job.task.name, mode=job.task.mode, n_iterations=job.n_iterations,
-        eval_seed=job.eval_seed, batch_size=job.batch_size, device=_device(job.device),
+        eval_seed=job.eval_seed, batch_size=job.batch_size, device=job.device,
         few_shot=job.task.few_shot, train_items=train_items,
         progress=advance if progress is not None else None,
     )
@@ -235,14 +235,6 @@ def _few_shot_source(spec: TaskSpec) -> TaskSpec:
             "file; pass a directory holding train and test files so exemplars come from train"
         )
     return TaskSpec(name=spec.name, split="train", path=spec.path, options=spec.options)
-
-
-def _device(device: str) -> str:
-    if device != "auto":
-        return device
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 # ---------------------------------------------------------------------------------------

@@ -27,17 +27,12 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-try:
-    import tomllib
-except ModuleNotFoundError:  # Python 3.10
-    import tomli as tomllib
-
 import tomli_w
 
-from ablate.errors import AblateError, did_you_mean
+from ablate.config import MODES, Table, check_device_name, config_hash, read_toml
+from ablate.errors import AblateError
 
 VERSION = 1
-MODES = ("teacher_forced", "generative")
 # Loader settings a checkpoint file cannot tell (spec §3.6), passed to load_checkpoint;
 # "tokenizer" is a directory and resolves like every other path. A stated value must agree
 # with the checkpoint's own config and sidecar files; assume_research_defaults = true lets
@@ -158,9 +153,7 @@ class Experiment:
     def config_hash(self) -> str:
         """sha256 of the canonical JSON of the config, without ``UNHASHED_KEYS``. Call it
         on a resolved experiment so the hash pins the checkpoints actually matched."""
-        data = {k: v for k, v in self.to_dict().items() if k not in UNHASHED_KEYS}
-        canonical = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-        return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+        return config_hash(self.to_dict(), UNHASHED_KEYS)
 
     def _absolute(self, path: str) -> Path:
         candidate = Path(path).expanduser()
@@ -222,25 +215,14 @@ def stats_changes(recorded: Mapping[str, Any] | None, current: Mapping[str, Any]
 def read_stats_table(path: str | Path) -> StatsSettings:
     """The ``[stats]`` table of an experiment file alone (parsed and checked like
     ``load_experiment`` does, without the rest of the file's checks)."""
-    file = Path(path)
-    try:
-        data = tomllib.loads(file.read_text(encoding="utf-8"))
-    except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
-        raise AblateError(f"{file}: cannot read its [stats] table ({err})") from err
-    return _parse_stats(data, str(file))
+    return _parse_stats(read_toml(path, "experiment file"), str(path))
 
 
 def load_experiment(path: str | Path) -> Experiment:
     """Read and check an experiment TOML file (not yet resolved)."""
-    file = Path(path)
-    if not file.is_file():
-        raise AblateError(f"Experiment file {file} not found; pass a .toml file such as "
-                          "experiments/quickstart.toml")
-    try:
-        data = tomllib.loads(file.read_text(encoding="utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
-        raise AblateError(f"{file}: not valid TOML ({err}); fix the syntax") from err
-    return _parse(data, str(file))
+    data = read_toml(path, "Experiment file", "pass a .toml file such as "
+                     "experiments/quickstart.toml")
+    return _parse(data, str(path))
 
 
 # Columns run_job puts in front of the evaluation's item, condition and metric columns.
@@ -328,52 +310,8 @@ _TASK_KEYS = ("name", "split", "path", "limit", "mode", "few_shot", "options")
 _STATS_KEYS = ("tost_margin", "level", "n_boot", "seed")
 
 
-class _Reader:
-    """Typed access to one table; ``where`` says which table in error messages."""
-
-    def __init__(self, table: Any, where: str, source: str, allowed: Sequence[str]) -> None:
-        if not isinstance(table, Mapping):
-            raise AblateError(f"{source}: {where} must be a table, got {type(table).__name__}")
-        unknown = [key for key in table if key not in allowed]
-        if unknown:
-            raise AblateError(f"{source}: unknown key '{unknown[0]}' in {where}."
-                              f"{did_you_mean(unknown[0], allowed)} Allowed keys: "
-                              f"{', '.join(allowed)}")
-        self.table, self.where, self.source = table, where, source
-
-    def fail(self, key: str, message: str) -> AblateError:
-        return AblateError(f"{self.source}: {self.where}: '{key}' {message}")
-
-    def get(self, key: str, kind: type | tuple[type, ...], default: Any = ...,
-            *, min_value: float | None = None) -> Any:
-        if key not in self.table:
-            if default is ...:
-                raise self.fail(key, "is required")
-            return default
-        value = self.table[key]
-        kinds = kind if isinstance(kind, tuple) else (kind,)
-        # bool is an int subclass in Python, but `k = true` is never meant as a number.
-        if isinstance(value, bool) and bool not in kinds or not isinstance(value, kinds):
-            names = " or ".join(k.__name__ for k in kinds)
-            raise self.fail(key, f"must be {names}, got {value!r}")
-        if min_value is not None and value < min_value:
-            raise self.fail(key, f"must be >= {min_value}, got {value!r}")
-        return value
-
-    def int_list(self, key: str, default: Any = ..., *, min_value: int = 0) -> tuple[int, ...]:
-        values = self.get(key, list, default)
-        if not values:
-            raise self.fail(key, "must be a non-empty list of integers")
-        for v in values:
-            if isinstance(v, bool) or not isinstance(v, int) or v < min_value:
-                raise self.fail(key, f"must hold integers >= {min_value}, got {v!r}")
-        if len(set(values)) != len(values):
-            raise self.fail(key, f"has repeated values {values}; list each once")
-        return tuple(values)
-
-
 def _parse(data: Mapping[str, Any], source: str) -> Experiment:
-    top = _Reader(data, "the top level", source, _TOP_KEYS)
+    top = Table(data, "", source, _TOP_KEYS)
     version = top.get("version", int)
     if version != VERSION:
         raise top.fail("version", f"is {version}; this ablate reads version {VERSION} files")
@@ -385,7 +323,10 @@ def _parse(data: Mapping[str, Any], source: str) -> Experiment:
     tasks = _entries(data, "tasks", source, _TASK_KEYS, _parse_task)
     interventions = _parse_interventions(data.get("interventions", []), source)
     device = top.get("device", str, "cpu")
-    _check_device(device, source)
+    try:
+        check_device_name(device)
+    except AblateError as err:
+        raise AblateError(f"{source}: {err}") from None
     stats = _parse_stats(data, source)
     return Experiment(
         name=name,
@@ -404,7 +345,7 @@ def _parse(data: Mapping[str, Any], source: str) -> Experiment:
 
 
 def _parse_stats(data: Mapping[str, Any], source: str) -> StatsSettings:
-    reader = _Reader(data.get("stats", {}), "[stats]", source, _STATS_KEYS)
+    reader = Table(data.get("stats", {}), "[stats]", source, _STATS_KEYS)
     defaults = StatsSettings()
     stats = StatsSettings(
         tost_margin=float(reader.get("tost_margin", (float, int), defaults.tost_margin)),
@@ -425,7 +366,7 @@ def _entries(data: Mapping[str, Any], key: str, source: str, allowed: Sequence[s
     if not isinstance(tables, list) or (required and not tables):
         raise AblateError(f"{source}: needs at least one [[{key}]] table (allowed keys: "
                           f"{', '.join(allowed)})")
-    return tuple(parse(_Reader(t, f"[[{key}]] #{i + 1}", source, allowed))
+    return tuple(parse(Table(t, f"[[{key}]] #{i + 1}", source, allowed))
                  for i, t in enumerate(tables))
 
 
@@ -441,19 +382,19 @@ def _parse_interventions(tables: Any, source: str) -> tuple[dict[str, Any], ...]
     return tuple(dict(t) for t in tables)
 
 
-def _parse_checkpoint(r: _Reader) -> CheckpointSpec:
-    overrides = _Reader(r.table.get("overrides", {}), f"{r.where} overrides", r.source,
+def _parse_checkpoint(r: Table) -> CheckpointSpec:
+    overrides = Table(r.data.get("overrides", {}), f"{r.where} overrides", r.source,
                         OVERRIDE_KEYS)
     overrides.get("assume_research_defaults", bool, False)
     return CheckpointSpec(
         path=r.get("path", str),
         label=r.get("label", str),
         train_seed=r.get("train_seed", int, None, min_value=0),
-        overrides=dict(overrides.table),
+        overrides=dict(overrides.data),
     )
 
 
-def _parse_task(r: _Reader) -> TaskSpec:
+def _parse_task(r: Table) -> TaskSpec:
     mode = r.get("mode", str, "teacher_forced")
     if mode not in MODES:
         raise r.fail("mode", f"is {mode!r}; use one of {', '.join(MODES)}")
@@ -467,22 +408,6 @@ def _parse_task(r: _Reader) -> TaskSpec:
         few_shot=few_shot,
         options=dict(r.get("options", dict, {})),
     )
-
-
-# Devices every torch build names; others are checked by torch itself (loaded only then).
-_COMMON_DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
-
-
-def _check_device(device: str, source: str) -> None:
-    if _COMMON_DEVICE.match(device):
-        return
-    import torch
-
-    try:
-        torch.device(device)
-    except RuntimeError as err:
-        raise AblateError(f"{source}: device {device!r} is not a torch device; use 'cpu', "
-                          "'cuda', 'cuda:0', 'mps' or 'auto'") from err
 
 
 def _drop_none(values: Mapping[str, Any]) -> dict[str, Any]:

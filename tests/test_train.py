@@ -13,8 +13,9 @@ import torch
 from ablate.errors import AblateError
 from ablate.tokenizer import ByteTokenizer
 from ablate.train import STATE_FILE, TrainConfig, lr_multiplier, train
+from ablate.train.arguments import BETAS
 from ablate.train.data import Corpus, TokenWindows, batch_indices, validation_windows
-from ablate.train.loop import BETAS, training_step
+from ablate.train.loop import training_step
 from ablate.train.validation import bits_per_byte, build_validation_set, target_bytes, validate
 from tests.conftest import tiny_model
 

@@ -36,6 +36,7 @@ from ablate.checkpoint.settings import (
 )
 from ablate.checkpoint.sources import Source, flag_source, read_mapping, read_sidecars
 from ablate.checkpoint.weights import build_model, check_tensors
+from ablate.config import resolve_device
 from ablate.errors import AblateError, unknown_name_error
 from ablate.model import MatrixThinker, MatrixThinkerConfig
 from ablate.tokenizer import HF_TOKENIZER_FILES, ByteTokenizer, Tokenizer, load_tokenizer
@@ -203,7 +204,7 @@ def load_checkpoint(
         config.specials = list(tokenizer.specials)
     model = build_model(config, resolved.state, resolved.weights_name)
     try:
-        model.to(torch.device(device))
+        model.to(resolve_device(device))
     except (RuntimeError, AssertionError) as err:
         raise AblateError(f"device {device!r} is not usable here ({err}); use 'cpu'") from err
     info = CheckpointInfo(

@@ -13,9 +13,7 @@ machine more threads mostly wait for each other.
 from __future__ import annotations
 
 import json
-import os
 import shlex
-import sys
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -23,13 +21,10 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from ablate.cli.options import command_line, config_from_command_line, config_options, key_values
 from ablate.cli.progress import RunDisplay
+from ablate.codi.train_config import CodiTrainConfig
 from ablate.errors import AblateError, Interrupted
-
-try:  # typer >= 0.20 vendors click
-    from typer._click.core import ParameterSource
-except ImportError:
-    from click.core import ParameterSource
 
 codi_app = typer.Typer(no_args_is_help=True,
                        help="Matrix-CODI: latent reasoning with d×d thoughts.")
@@ -47,37 +42,6 @@ def _threads(threads: int) -> None:
         torch.set_num_threads(threads)
 
 
-def _options(values: list[str] | None, flag: str) -> dict[str, Any]:
-    """["max_depth=3", "seed=1"] -> {"max_depth": 3, "seed": 1} (values parsed as JSON
-    when they parse, else kept as strings)."""
-    parsed: dict[str, Any] = {}
-    for value in values or []:
-        key, sep, raw = value.partition("=")
-        if not sep or not key:
-            raise AblateError(f"{flag} {value!r} is not key=value; write e.g. {flag} max_depth=3")
-        try:
-            parsed[key] = json.loads(raw)
-        except json.JSONDecodeError:
-            parsed[key] = raw
-    return parsed
-
-
-def _command(ctx: typer.Context) -> str:
-    """The command as typed (console script or ``python -m ablate.cli``); called from
-    Python, the flags given on the command line, rebuilt in declaration order."""
-    program = sys.argv[0].replace("\\", "/") if sys.argv else ""
-    if os.path.basename(program) == "ablate" or program.endswith("ablate/cli/__main__.py"):
-        return shlex.join(["ablate", *sys.argv[1:]])
-    words = ["ablate", "codi", ctx.info_name or "train"]
-    for param in ctx.command.params:
-        if ctx.get_parameter_source(param.name) != ParameterSource.COMMANDLINE:
-            continue
-        value = ctx.params[param.name]
-        for item in value if isinstance(value, (list, tuple)) else [value]:
-            words += [param.opts[0], str(item)]
-    return shlex.join(words)
-
-
 def _load_solver(checkpoint: str, kind: str, tokenizer: str | None, base: str | None,
                  n_head: int | None, device: str) -> Any:
     if kind == "native":
@@ -93,59 +57,30 @@ def _load_solver(checkpoint: str, kind: str, tokenizer: str | None, base: str | 
 
 
 @codi_app.command("train")
+@config_options(CodiTrainConfig)
 def train_command(
     ctx: typer.Context,
-    config_file: str = typer.Option(None, "--config", help="TOML file of CodiTrainConfig keys."),
-    task: str = typer.Option(None, "--task", help="synthetic | gsm8k"),
-    task_option: TaskOptions = None,
-    data_path: str = typer.Option(None, "--data-path", help="Local data (gsm8k)."),
-    mat_dim: int = typer.Option(None, "--mat-dim"),
-    layers: int = typer.Option(None, "--layers"),
-    heads: int = typer.Option(None, "--heads"),
-    iterations: int = typer.Option(None, "--iterations", help="Thinker iterations T."),
-    projection: str = typer.Option(None, "--projection", help="network | norm | identity"),
-    latents: int = typer.Option(None, "--latents", help="Latent steps (0 = no thoughts)."),
-    schedule: str = typer.Option(None, "--schedule", help="codi | curriculum"),
-    gamma: float = typer.Option(None, "--gamma", help="Distillation weight."),
-    lr: float = typer.Option(None, "--lr"),
-    steps: int = typer.Option(None, "--steps", help="Maximum optimiser steps."),
-    time_limit: float = typer.Option(
-        None, "--time-limit", help="Also stop after this many seconds (results then depend "
-        "on the machine's speed; default: no limit)."),
-    batch_size: int = typer.Option(None, "--batch-size"),
-    eval_items: int = typer.Option(None, "--eval-items"),
-    seed: int = typer.Option(None, "--seed"),
+    given: dict,
+    config_file: str = typer.Option(
+        None, "--config", help="TOML file of CODI train config keys; flags override it."),
     out: str = typer.Option(..., "--out", help="Checkpoint directory to write."),
     threads: int = typer.Option(1, "--threads", help="torch CPU threads (0: torch default)."),
 ) -> None:
     """Train a native matrix-CODI model from scratch and save it with its metrics."""
     from ablate.codi.saving import save_codi
-    from ablate.codi.study_config import tomllib
-    from ablate.codi.training import CodiTrainConfig, train_codi
+    from ablate.codi.training import train_codi
 
     _threads(threads)
-    values: dict[str, Any] = {}
-    if config_file:
-        try:
-            values = tomllib.loads(Path(config_file).read_text(encoding="utf-8"))
-        except (OSError, tomllib.TOMLDecodeError) as err:
-            raise AblateError(f"--config {config_file}: cannot read TOML ({err})") from err
-    flags = {"task": task, "data_path": data_path, "mat_dim": mat_dim, "n_layers": layers,
-             "n_heads": heads, "n_iterations": iterations, "projection": projection,
-             "n_latents": latents, "schedule": schedule, "gamma": gamma, "lr": lr,
-             "max_steps": steps, "time_limit_s": time_limit, "batch_size": batch_size,
-             "eval_items": eval_items, "seed": seed}
-    values.update({k: v for k, v in flags.items() if v is not None})
-    if task_option:
-        defaults = CodiTrainConfig(task=values.get("task", "synthetic")).task_options
-        values["task_options"] = {**(values.get("task_options") or defaults or {}),
-                                  **_options(task_option, "--task-option")}
-    config = CodiTrainConfig.from_dict(values, config_file or "flags")
+    notices: list[str] = []
+    config = config_from_command_line(CodiTrainConfig, given, config_file, notices)
+    for notice in notices:
+        typer.echo(notice, err=True)
     with console.status("training") as status:
         result = train_codi(config, progress=lambda step, row: status.update(
             f"step {step}  loss {row['total']:.3f}  (teacher {row['teacher']:.3f}, "
             f"student {row['student']:.3f}, distill {row['distill']:.3f})"))
-    save_codi(result.codi, out, metadata={"command": _command(ctx), "seed": config.seed,
+    command = shlex.join(command_line(ctx, ["ablate", "codi", "train"]))
+    save_codi(result.codi, out, metadata={"command": command, "seed": config.seed,
                                           "data": config.task, "steps": result.metrics["steps"],
                                           "metrics": result.metrics,
                                           "train_config": config.to_dict()})
@@ -192,7 +127,7 @@ def eval_command(
 
     _threads(threads)
     solver = _load_solver(checkpoint, kind, tokenizer, base, n_head, device)
-    options = _options(task_option, "--task-option")
+    options = key_values(task_option or [], "--task-option")
     if task is None:  # the training distribution, with --task-option on top
         trained = _trained_task(checkpoint) if kind == "native" else None
         task, options = (trained[0], {**trained[1], **options}) if trained else \

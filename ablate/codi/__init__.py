@@ -13,8 +13,7 @@ rank cuts on the latents, written as per-item records to a run directory).
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from ablate.lazy import lazy_exports
 
 # Public name -> the module defining it, imported on first use: reading a study file
 # (``ablate.codi.study_config``, e.g. ``ablate validate --no-checkpoints``) needs no torch.
@@ -28,15 +27,4 @@ _EXPORTS = {
 }
 
 __all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'ablate.codi' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"ablate.codi.{_EXPORTS[name]}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *_EXPORTS})
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -23,7 +23,8 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
+from typing import ClassVar
 
 import torch
 from torch import nn
@@ -42,6 +43,7 @@ from ablate.codi.sequences import (
     prompt_tail,
     target_mask,
 )
+from ablate.config import ConfigBase, arg, from_table
 from ablate.errors import AblateError
 from ablate.model import DecodeCache, MatrixThinker, ThinkerOutput
 from ablate.model.layers import MatrixRMSNorm, MultiplicativeThinkingLayer
@@ -54,29 +56,22 @@ HISTORY_EMBEDDINGS = ("bigram",)
 
 
 @dataclass(frozen=True)
-class CodiSettings:
+class CodiSettings(ConfigBase):
     """What a native CODI checkpoint needs beyond the Matrix Thinker config.
 
     Round-trips through JSON (``to_json``/``from_json``); unknown keys are errors.
     """
 
-    projection: str = "network"
-    n_latents: int = 6
-    n_iterations: int = 2
-    question_suffix: str = "\n"
-    cue: str = " The answer is:"
-    answer_suffix: str = "\n"
-    version: int = SETTINGS_VERSION
+    WHAT: ClassVar[str] = "CODI settings"
+    VERSION: ClassVar[int] = SETTINGS_VERSION
 
-    def __post_init__(self) -> None:
-        if self.projection not in PROJECTIONS:
-            raise AblateError(f"projection '{self.projection}' is not one of {PROJECTIONS}")
-        if self.n_latents < 0 or self.n_iterations < 0:
-            raise AblateError(f"n_latents={self.n_latents} and n_iterations={self.n_iterations} "
-                              "must be >= 0")
-        if self.version != SETTINGS_VERSION:
-            raise AblateError(f"CODI settings version {self.version} is not supported "
-                              f"(expected {SETTINGS_VERSION}); re-save the checkpoint")
+    projection: str = arg("network", help="Latent projection.", choices=PROJECTIONS)
+    n_latents: int = arg(6, help="Latent thoughts after <bot>.", min_value=0)
+    n_iterations: int = arg(2, help="Thinker iterations T.", min_value=0)
+    question_suffix: str = arg("\n", help="Text after the question.")
+    cue: str = arg(" The answer is:", help="Text before the answer.")
+    answer_suffix: str = arg("\n", help="Text after the answer.")
+    version: int = arg(SETTINGS_VERSION, help="Settings format version.")
 
     @property
     def layout(self) -> CodiLayout:
@@ -87,12 +82,7 @@ class CodiSettings:
 
     @classmethod
     def from_json(cls, data: dict, source: str) -> CodiSettings:
-        allowed = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - allowed)
-        if unknown:
-            raise AblateError(f"{source}: unknown CODI settings {unknown}; "
-                              f"allowed: {sorted(allowed)}")
-        return cls(**data)
+        return from_table(cls, data, source)
 
     def dumps(self) -> str:
         return json.dumps(self.to_json(), indent=2)

@@ -49,6 +49,7 @@ from ablate.codi.sequences import (
     collate,
     target_mask,
 )
+from ablate.config import resolve_device
 from ablate.errors import AblateError
 from ablate.tokenizer import HF_TOKENIZER_FILES, HuggingFaceTokenizer, load_tokenizer
 
@@ -352,6 +353,7 @@ def load_research_codi(path: str | Path, *, tokenizer: str | Path | None = None,
     ``tokenizer``: a local directory with the GPT-2 tokenizer files (the base model's, or
     one saved with the CODI specials); defaults to ``base``, then the file's directory.
     """
+    device = resolve_device(device)
     source = str(path)
     state, meta = read_research_file(path)
     cfg = meta.get("cfg") if isinstance(meta.get("cfg"), dict) else {}

@@ -22,6 +22,7 @@ from safetensors.torch import load_file, save_file
 
 from ablate.checkpoint import load_checkpoint, save_checkpoint
 from ablate.codi.native import CodiSettings, NativeCodi, check_specials
+from ablate.config import Table, resolve_device
 from ablate.errors import AblateError
 
 CODI_FILE = "codi.json"
@@ -59,14 +60,13 @@ def read_codi_file(directory: Path) -> CodiSettings:
         got = data.get("version") if isinstance(data, dict) else data
         raise AblateError(f"{path}: expected {{'version': {CODI_FILE_VERSION}, 'settings': "
                           f"...}}, got version {got!r}; re-save the checkpoint")
-    unknown = sorted(set(data) - {"version", "settings"})
-    if unknown:
-        raise AblateError(f"{path}: unknown keys {unknown}; allowed: version, settings")
-    return CodiSettings.from_json(dict(data.get("settings", {})), str(path))
+    table = Table(data, "", str(path), ("version", "settings"))
+    return CodiSettings.from_json(dict(table.get("settings", dict, {})), f"{path}: settings")
 
 
 def load_codi(path: str | Path, *, device: str | torch.device = "cpu") -> NativeCodi:
     """A ``NativeCodi`` in eval mode from a directory written by ``save_codi``."""
+    device = resolve_device(device)
     directory = Path(path)
     if directory.is_file():
         directory = directory.parent

@@ -18,18 +18,12 @@ The config hash leaves out ``device`` and ``batch_size`` (they change speed, not
 
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-try:
-    import tomllib
-except ModuleNotFoundError:  # Python 3.10
-    import tomli as tomllib
-
-from ablate.errors import AblateError, unknown_keys_error
+from ablate.config import Table, check_device_name, config_hash, read_toml
+from ablate.errors import AblateError
 
 STUDY_VERSION = 1
 STUDY_KIND = "codi_study"  # the top-level ``kind`` that marks a CODI study file
@@ -92,6 +86,10 @@ class StudyConfig:
                                     or target < 0):
                 raise AblateError(f"{where}: target {target!r} must be 'all' or a latent "
                                   "index >= 0")
+        try:
+            check_device_name(self.device)
+        except AblateError as err:
+            raise AblateError(f"{where}: {err}") from None
         for name in ("random_draws", "max_new_tokens", "batch_size"):
             minimum = 0 if name == "random_draws" else 1
             if getattr(self, name) < minimum:
@@ -107,8 +105,7 @@ class StudyConfig:
         return _plain(asdict(self))
 
     def config_hash(self) -> str:
-        content = {k: v for k, v in self.to_dict().items() if k not in UNHASHED}
-        return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()
+        return config_hash(self.to_dict(), UNHASHED, spaced=True)
 
 
 def _non_negative(values: tuple[int, ...], where: str) -> None:
@@ -124,40 +121,35 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def _table(data: Any, allowed: tuple[str, ...], where: str) -> dict[str, Any]:
-    if not isinstance(data, dict):
-        raise AblateError(f"{where} must be a table, got {type(data).__name__}")
-    unknown = sorted(set(data) - set(allowed))
-    if unknown:
-        raise unknown_keys_error(where, unknown, allowed)
-    return dict(data)
+def _table(data: Any, allowed: tuple[str, ...], where: str, source: str) -> dict[str, Any]:
+    return dict(Table(data, where, source, allowed).data)
 
 
 def study_from_dict(data: dict[str, Any], source: str = "<memory>",
                     base_dir: Path | None = None) -> StudyConfig:
     """Parse a study table; relative paths resolve against ``base_dir``."""
-    top = _table(data, ("version", "kind", "name", "checkpoint", "task", "study"), source)
+    top = _table(data, ("version", "kind", "name", "checkpoint", "task", "study"), "", source)
     if top.get("kind", STUDY_KIND) != STUDY_KIND:
         raise AblateError(f"{source}: kind = {top['kind']!r} is not a CODI study; expected "
                           f"kind = \"{STUDY_KIND}\"")
     if "checkpoint" not in top:
         raise AblateError(f"{source}: missing [checkpoint] table with at least path = ...")
     names = tuple(f.name for f in fields(CodiCheckpointSpec))
-    checkpoint = _table(top["checkpoint"], names, f"{source} [checkpoint]")
+    checkpoint = _table(top["checkpoint"], names, "[checkpoint]", source)
     if "path" not in checkpoint:
         raise AblateError(f"{source} [checkpoint]: missing path")
     for key in ("path", "tokenizer", "base"):
         if checkpoint.get(key) is not None and base_dir is not None:
             checkpoint[key] = str((base_dir / checkpoint[key]).resolve()) \
                 if not Path(checkpoint[key]).is_absolute() else checkpoint[key]
-    task = _table(top.get("task", {}), tuple(f.name for f in fields(CodiTaskSpec)),
-                  f"{source} [task]")
+    task = _table(top.get("task", {}), tuple(f.name for f in fields(CodiTaskSpec)), "[task]",
+                  source)
     path = task.get("path")
     if path is not None and base_dir is not None and not Path(path).is_absolute():
         task["path"] = str((base_dir / path).resolve())
     study_keys = tuple(f.name for f in fields(StudyConfig)
                        if f.name not in ("checkpoint", "task", "name", "version"))
-    study = _table(top.get("study", {}), study_keys, f"{source} [study]")
+    study = _table(top.get("study", {}), study_keys, "[study]", source)
     for key in ("n_latents", "ks", "targets", "eval_seeds"):
         if key in study:
             value = study[key]
@@ -178,13 +170,7 @@ def is_study_file(data: dict[str, Any]) -> bool:
 def load_study(path: str | Path) -> StudyConfig:
     """Read a study TOML file (see the module docstring)."""
     file = Path(path)
-    if not file.is_file():
-        raise AblateError(f"study file {file} does not exist; see "
-                          "experiments/codi_rank_dynamics.toml for the format")
-    try:
-        data = tomllib.loads(file.read_text(encoding="utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
-        raise AblateError(f"{file}: not valid TOML ({err})") from err
+    data = read_toml(file, "study file", "see experiments/codi_rank_dynamics.toml for the format")
     if "version" not in data:
         raise AblateError(f"{file}: missing 'version = {STUDY_VERSION}' at the top")
     return study_from_dict(data, str(file), file.parent.resolve())

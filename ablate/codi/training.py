@@ -7,10 +7,11 @@ minimises ``alpha·CE_teacher + beta·CE_student + gamma·KD`` (``NativeCodi.los
 ``s·latents_per_stage`` latents (all of them, ``n_latents`` latents, at the last stage);
 the student writes the remaining steps and the answer; no teacher, no distillation.
 
-The config round-trips through JSON/TOML (``to_dict``/``from_dict``, unknown keys are
-errors) and is stored in the checkpoint's metadata with the exact command.
+The config (``CodiTrainConfig``, ``ablate.codi.train_config``) round-trips through
+JSON/TOML (``to_dict``/``from_dict``, unknown keys are errors) and is stored in the
+checkpoint's metadata with the exact command.
 
-    >>> result = train_codi(CodiTrainConfig(max_steps=50))          # doctest: +SKIP
+    >>> result = train_codi(CodiTrainConfig(steps=50))              # doctest: +SKIP
     >>> result.metrics["accuracy"], result.metrics["chance"]          # doctest: +SKIP
 """
 
@@ -20,116 +21,33 @@ import logging
 import math
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 
 from ablate.codi.evaluation import accuracy, best_constant, evaluate_items, most_frequent_answer
-from ablate.codi.native import PROJECTIONS, CodiSettings, NativeCodi
+from ablate.codi.native import CodiSettings, NativeCodi
 from ablate.codi.sequences import (
     PAD,
-    TEACHER_TARGETS,
     CodiExample,
     collate,
     curriculum_tail,
     encode_example,
 )
-from ablate.errors import AblateError, unknown_keys_error
-from ablate.model import MatrixThinker, MatrixThinkerConfig
+from ablate.codi.train_config import CodiTrainConfig
+from ablate.errors import AblateError
+from ablate.model import MatrixThinker
 from ablate.tasks import get_task
 from ablate.tasks.base import Item
 from ablate.tokenizer import ByteTokenizer
 
 logger = logging.getLogger(__name__)
 
-TRAIN_CONFIG_VERSION = 1
-SCHEDULES = ("codi", "curriculum")
 SPECIALS = ("<pad>", "<bot>", "<eot>")
 # Progress callback: (step, {"loss": ..., "teacher": ..., ...}).
 Progress = Callable[[int, dict[str, float]], None]
-
-
-# The synthetic task's defaults for CODI: depth 1-3, operands 1-5, running totals <= 10 (so
-# answers 0-10). With the defaults below this is the recipe of checkpoints/codi-synthetic: a
-# tiny CPU model that beats every constant answer after 600 steps (minutes on one thread).
-SYNTHETIC_OPTIONS = {"min_depth": 1, "max_depth": 3, "max_value": 5, "max_total": 10,
-                     "n_items": 20000}
-
-
-@dataclass(frozen=True)
-class CodiTrainConfig:
-    """Everything a native CODI training run depends on (see the module docstring)."""
-
-    # data
-    task: str = "synthetic"
-    task_options: dict[str, Any] | None = None  # None: SYNTHETIC_OPTIONS for synthetic, else {}
-    data_path: str | None = None
-    train_split: str = "train"
-    eval_split: str | None = None  # None: "validation" when the task has one, else "test"
-    train_limit: int | None = None
-    eval_items: int = 300
-    max_question_tokens: int = 200
-    # model
-    mat_dim: int = 8
-    n_layers: int = 2
-    n_heads: int = 2
-    n_probes: int = 0  # 0 = mat_dim
-    max_len: int = 256
-    embedding: str = "outer"
-    n_iterations: int = 1
-    # CODI
-    projection: str = "network"
-    n_latents: int = 6
-    schedule: str = "codi"
-    stage_steps: int = 200
-    latents_per_stage: int = 2
-    alpha: float = 1.0
-    beta: float = 1.0
-    gamma: float = 1.0
-    teacher_targets: str = "cot_and_answer"
-    # optimisation
-    lr: float = 5e-3
-    weight_decay: float = 0.01
-    betas: list[float] = field(default_factory=lambda: [0.9, 0.98])
-    warmup_steps: int = 50
-    max_steps: int = 600
-    time_limit_s: float | None = None  # wall-clock cap; None: stop at max_steps only
-    batch_size: int = 16
-    grad_clip: float = 1.0
-    seed: int = 0
-    version: int = TRAIN_CONFIG_VERSION
-
-    def __post_init__(self) -> None:
-        if self.task_options is None:
-            default = dict(SYNTHETIC_OPTIONS) if self.task == "synthetic" else {}
-            object.__setattr__(self, "task_options", default)
-        if self.version != TRAIN_CONFIG_VERSION:
-            raise AblateError(f"CODI train config version {self.version} is not supported "
-                              f"(expected {TRAIN_CONFIG_VERSION})")
-        for name, allowed in (("schedule", SCHEDULES), ("projection", PROJECTIONS),
-                              ("teacher_targets", TEACHER_TARGETS)):
-            if getattr(self, name) not in allowed:
-                raise AblateError(f"{name} '{getattr(self, name)}' is not one of {allowed}")
-        for name in ("batch_size", "max_steps", "eval_items", "stage_steps", "mat_dim"):
-            if getattr(self, name) < 1:
-                raise AblateError(f"{name}={getattr(self, name)} must be >= 1")
-        if self.n_latents < 0 or self.latents_per_stage < 0:
-            raise AblateError("n_latents and latents_per_stage must be >= 0")
-        if len(self.betas) != 2:
-            raise AblateError(f"betas={self.betas} must be two numbers, e.g. [0.9, 0.98]")
-
-    def to_dict(self) -> dict[str, Any]:
-        return {k: v for k, v in asdict(self).items() if v is not None}
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any], source: str = "config") -> CodiTrainConfig:
-        allowed = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - allowed)
-        if unknown:
-            raise unknown_keys_error(source, unknown, sorted(allowed), kind="CODI train key")
-        return cls(**data)
 
 
 @dataclass
@@ -148,11 +66,7 @@ def build_codi(config: CodiTrainConfig) -> NativeCodi:
     """A freshly initialised native CODI model (seeded by ``config.seed``)."""
     tokenizer = ByteTokenizer(SPECIALS)
     torch.manual_seed(config.seed)
-    thinker = MatrixThinker(MatrixThinkerConfig(
-        mat_dim=config.mat_dim, n_layers=config.n_layers, n_heads=config.n_heads,
-        n_probes=config.n_probes or config.mat_dim, vocab_size=tokenizer.vocab_size,
-        max_len=config.max_len, dropout=0.0, embedding=config.embedding,
-        n_iterations=config.n_iterations, specials=list(SPECIALS)))
+    thinker = MatrixThinker(config.model_config(tokenizer.vocab_size, list(SPECIALS)))
     settings = CodiSettings(projection=config.projection, n_latents=config.n_latents,
                             n_iterations=config.n_iterations)
     return NativeCodi(thinker, tokenizer, settings)
@@ -180,11 +94,11 @@ def fitting_examples(codi: NativeCodi, config: CodiTrainConfig,
 
 
 def learning_rate(config: CodiTrainConfig, step: int) -> float:
-    """Linear warm-up, then cosine decay to 10 % of ``lr`` at ``max_steps``."""
-    if step < config.warmup_steps:
-        return config.lr * (step + 1) / config.warmup_steps
-    span = max(1, config.max_steps - config.warmup_steps)
-    progress = min(1.0, (step - config.warmup_steps) / span)
+    """Linear warm-up, then cosine decay to 10 % of ``lr`` at ``steps``."""
+    if step < config.warmup:
+        return config.lr * (step + 1) / config.warmup
+    span = max(1, config.steps - config.warmup)
+    progress = min(1.0, (step - config.warmup) / span)
     return config.lr * (0.1 + 0.45 * (1 + math.cos(math.pi * progress)))
 
 
@@ -198,15 +112,15 @@ def curriculum_stage(config: CodiTrainConfig, step: int, n_stages: int) -> tuple
 
 def train_codi(config: CodiTrainConfig, *, progress: Progress | None = None,
                log_every: int = 25) -> TrainResult:
-    """Train from scratch until ``max_steps`` or ``time_limit_s``; evaluate at the end."""
+    """Train from scratch until ``steps`` or ``time_limit_s``; evaluate at the end."""
     started = time.monotonic()
     codi = build_codi(config)
     tokenizer = codi.tokenizer
     eval_split = config.eval_split or (
         "validation" if "validation" in get_task(config.task, **config.task_options).splits
         else "test")
-    train_items = load_items(config, config.train_split, config.train_limit)
-    eval_items = load_items(config, eval_split, config.eval_items)
+    train_items = load_items(config, config.train_split, config.train_items or None)
+    eval_items = load_items(config, eval_split, config.val_items)
     examples = fitting_examples(codi, config, train_items)
     n_stages = max(len(e.steps) for e in examples)
     pad = tokenizer.special_id(PAD)
@@ -217,7 +131,7 @@ def train_codi(config: CodiTrainConfig, *, progress: Progress | None = None,
     codi.train()
     step = 0
     limit = math.inf if config.time_limit_s is None else config.time_limit_s
-    while step < config.max_steps and time.monotonic() - started < limit:
+    while step < config.steps and time.monotonic() - started < limit:
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(config, step)
         chosen = [examples[i] for i in rng.integers(len(examples), size=config.batch_size)]
@@ -227,7 +141,7 @@ def train_codi(config: CodiTrainConfig, *, progress: Progress | None = None,
         torch.nn.utils.clip_grad_norm_(codi.parameters(), config.grad_clip)
         optimizer.step()
         step += 1
-        if step % log_every == 0 or step == config.max_steps:
+        if step % log_every == 0 or step == config.steps:
             row = {"step": step, "seconds": time.monotonic() - started,
                    **{k: float(v.detach()) for k, v in losses.items()}}
             history.append(row)

@@ -22,8 +22,9 @@ from collections.abc import Callable, Sequence
 import pandas as pd
 import torch
 
+from ablate.config import MODES, resolve_device
 from ablate.errors import AblateError
-from ablate.evaluation.batching import PRECISIONS, autocast, resolve_device
+from ablate.evaluation.batching import PRECISIONS, autocast
 from ablate.evaluation.generative import encode_prompts, run_generative
 from ablate.evaluation.records import COLUMNS, condition_rows, to_frame
 from ablate.evaluation.teacher_forced import encode_forced, run_teacher_forced
@@ -33,8 +34,6 @@ from ablate.tasks.base import Item
 from ablate.tokenizer import Tokenizer
 
 logger = logging.getLogger(__name__)
-
-MODES = ("teacher_forced", "generative")
 
 __all__ = ["COLUMNS", "MODES", "PRECISIONS", "evaluate"]
 

@@ -58,16 +58,6 @@ def left_pad(
     return ids.to(device), mask.to(device), positions.to(device)
 
 
-def resolve_device(device: str | torch.device) -> torch.device:
-    try:
-        resolved = torch.device(device)
-    except (RuntimeError, TypeError) as err:
-        raise AblateError(f"device {device!r} is not a torch device; use 'cpu' or 'cuda'") from err
-    if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise AblateError(f"device {device!r} requested but CUDA is not available; use 'cpu'")
-    return resolved
-
-
 def autocast(device: torch.device, precision: str) -> AbstractContextManager:
     """bf16 autocast on CUDA for "bf16"; nothing for "float32"."""
     if precision not in PRECISIONS:

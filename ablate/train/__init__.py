@@ -13,18 +13,16 @@ state (``ablate.train.loop``).
 
 from __future__ import annotations
 
-from ablate.train.config import TrainConfig, parse_data, variant_parts
-from ablate.train.loop import STATE_FILE, TrainProgress, TrainResult, lr_multiplier, train
-from ablate.train.validation import bits_per_byte
+from ablate.lazy import lazy_exports
 
-__all__ = [
-    "STATE_FILE",
-    "TrainConfig",
-    "TrainProgress",
-    "TrainResult",
-    "bits_per_byte",
-    "lr_multiplier",
-    "parse_data",
-    "train",
-    "variant_parts",
-]
+# Public name -> the module defining it, imported on first use: the config and its flags
+# (``ablate train --help``) need no torch.
+_EXPORTS = {
+    "TrainConfig": "config", "parse_data": "config", "variant_parts": "config",
+    "STATE_FILE": "loop", "TrainProgress": "loop", "TrainResult": "loop",
+    "lr_multiplier": "loop", "train": "loop",
+    "bits_per_byte": "validation",
+}
+
+__all__ = sorted(_EXPORTS)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -32,6 +32,7 @@ import torch
 import torch.nn.functional as F
 
 from ablate.checkpoint import META_FILE, save_checkpoint
+from ablate.config import resolve_device
 from ablate.errors import AblateError
 from ablate.model import MatrixThinker
 from ablate.rank import effective_rank
@@ -44,7 +45,6 @@ logger = logging.getLogger(__name__)
 
 STATE_FILE = "training_state.pt"
 STATE_VERSION = 1
-BETAS = (0.9, 0.98)
 
 
 def lr_multiplier(step: int, warmup: int, steps: int) -> float:
@@ -115,19 +115,6 @@ def training_step(
     return float(loss.detach()), final_state
 
 
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError as err:
-        message = f"device {name!r} is not a torch device; pass cpu, cuda or cuda:N"
-        raise AblateError(message) from err
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise AblateError(f"device {name!r} asked for but CUDA is not available; pass --device cpu")
-    return device
-
-
 def train(
     config: TrainConfig,
     *,
@@ -176,7 +163,8 @@ def train(
     model = MatrixThinker(config.model_config(vocab)).to(device)
     model.train()
     optimizer = torch.optim.AdamW(
-        model.parameters(), lr=config.lr, betas=BETAS, weight_decay=config.weight_decay
+        model.parameters(), lr=config.lr, betas=tuple(config.betas),
+        weight_decay=config.weight_decay,
     )
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: lr_multiplier(s, config.warmup, config.steps)

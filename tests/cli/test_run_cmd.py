@@ -161,7 +161,7 @@ def test_validate_takes_several_files_and_reports_each(tmp_path, capsys):
     captured = capsys.readouterr()
     assert "structure OK" in captured.out  # the good file is still checked and reported
     errors = captured.err.strip().splitlines()
-    assert errors[0].startswith(f"error: {bad}: unknown key 'eval_seed' in the top level.")
+    assert errors[0].startswith(f"error: {bad}: unknown key 'eval_seed'.")
     assert "Did you mean 'eval_seeds'?" in errors[0]
     assert errors[1] == "1 of 2 files failed"
 

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
 
 from ablate.codi.losses import distillation_loss, masked_cross_entropy
 from ablate.codi.native import CodiSettings, NativeCodi
+from ablate.codi.saving import load_codi, save_codi
 from ablate.codi.sequences import Padded, collate, encode_example, pad_sequences, target_mask
 from ablate.codi.training import CodiTrainConfig, curriculum_stage
 from ablate.errors import AblateError
@@ -150,10 +153,26 @@ def test_a_model_without_codi_specials_is_refused_in_one_line():
     assert "\n" not in str(err.value)
 
 
+def test_a_saved_checkpoint_with_unknown_settings_is_refused_in_one_line(tmp_path):
+    # codi.json is read through the config core: unknown keys at either level name the
+    # file, the table and the closest allowed key.
+    save_codi(tiny_codi(), tmp_path / "codi", metadata={})
+    path = tmp_path / "codi" / "codi.json"
+    body = json.loads(path.read_text())
+    for damaged, message in [({**body, "extra": 1}, "codi.json: unknown key 'extra'"),
+                             ({**body, "settings": {**body["settings"], "n_latent": 2}},
+                              "codi.json: settings: unknown key 'n_latent'. Did you mean "
+                              "'n_latents'?")]:
+        path.write_text(json.dumps(damaged))
+        with pytest.raises(AblateError, match=message) as err:
+            load_codi(tmp_path / "codi")
+        assert "\n" not in str(err.value)
+
+
 def test_settings_round_trip_and_reject_unknown_keys():
     settings = CodiSettings(projection="norm", n_latents=0)
     assert CodiSettings.from_json(settings.to_json(), "x") == settings
-    with pytest.raises(AblateError, match="unknown CODI settings"):
+    with pytest.raises(AblateError, match="x: unknown key 'latents'. Did you mean 'n_latents'"):
         CodiSettings.from_json({**settings.to_json(), "latents": 2}, "x")
     with pytest.raises(AblateError, match="projection"):
         CodiSettings(projection="mlp")

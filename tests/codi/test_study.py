@@ -10,9 +10,14 @@ import pandas as pd
 import pytest
 import torch
 
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib
+
 from ablate.codi.saving import load_codi, save_codi
 from ablate.codi.study import LatentCondition, expand_latent_conditions, run_study, summarize
-from ablate.codi.study_config import is_study_file, load_study, study_from_dict, tomllib
+from ablate.codi.study_config import is_study_file, load_study, study_from_dict
 from ablate.errors import AblateError
 from ablate.stats.frames import pivot_condition, pivot_draws
 from ablate.store import read_records

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -15,6 +18,8 @@ from ablate.codi.training import (
 )
 from ablate.errors import AblateError
 from ablate.tasks import get_task
+
+BUNDLED = Path(__file__).resolve().parents[2] / "checkpoints" / "codi-synthetic"
 
 
 def test_gsm8k_examples_take_their_steps_from_the_calculator_annotations(shared):
@@ -63,20 +68,42 @@ def test_a_curriculum_step_skips_the_teacher():
 def test_config_round_trips_and_rejects_unknown_keys():
     config = CodiTrainConfig(schedule="curriculum", n_latents=0)
     assert CodiTrainConfig.from_dict(config.to_dict()) == config
-    with pytest.raises(AblateError, match="unknown CODI train key 'steps'. Did you mean "
-                                          "'max_steps'"):
-        CodiTrainConfig.from_dict({"steps": 3})
+    with pytest.raises(AblateError, match="unknown key 'step'. Did you mean 'steps'"):
+        CodiTrainConfig.from_dict({"step": 3})
+
+
+def test_old_key_names_load_under_the_shared_names_with_a_notice_for_files():
+    # Before the trainers shared their arguments, CODI wrote max_steps, warmup_steps,
+    # train_limit and eval_items; stored configs and old config files must still load.
+    notices: list[str] = []
+    old = {"max_steps": 7, "warmup_steps": 3, "train_limit": 40, "eval_items": 5}
+    config = CodiTrainConfig.from_dict(old, "old.toml", notices=notices)
+    assert (config.steps, config.warmup, config.train_items, config.val_items) == (7, 3, 40, 5)
+    assert notices[0] == "old.toml: 'max_steps' is now called 'steps'; rename it there"
+    assert len(notices) == 4
+    assert CodiTrainConfig.from_dict(old) == config  # stored metadata: no notice asked for
+    with pytest.raises(AblateError, match="both 'max_steps' and 'steps'"):
+        CodiTrainConfig.from_dict({"max_steps": 7, "steps": 7})
+
+
+def test_the_bundled_checkpoint_config_loads_and_is_the_default_recipe():
+    # checkpoints/codi-synthetic stores its config under the old names; it is the defaults
+    # plus the wall-clock cap it was trained with (600 steps finished well before it).
+    stored = json.loads((BUNDLED / "ablate_meta.json").read_text())["train_config"]
+    config = CodiTrainConfig.from_dict(stored, "ablate_meta.json")
+    assert config == CodiTrainConfig(time_limit_s=900.0)
+    assert config.steps == 600 and config.val_items == 300 and config.warmup == 50
 
 
 def test_learning_rate_warms_up_then_decays_to_a_tenth():
-    config = CodiTrainConfig(lr=1.0, warmup_steps=10, max_steps=110)
+    config = CodiTrainConfig(lr=1.0, warmup=10, steps=110)
     assert learning_rate(config, 0) == pytest.approx(0.1)
     assert learning_rate(config, 10) == pytest.approx(1.0)
     assert learning_rate(config, 110) == pytest.approx(0.1)
 
 
 def test_a_short_run_trains_and_reports_the_chance_baselines():
-    config = CodiTrainConfig(mat_dim=4, max_steps=2, batch_size=2, eval_items=3, n_latents=1,
+    config = CodiTrainConfig(mat_dim=4, steps=2, batch_size=2, val_items=3, n_latents=1,
                              task_options={"n_items": 10, "max_depth": 2})
     result = train_codi(config, log_every=1)
     assert [row["step"] for row in result.history] == [1, 2]
