@@ -16,11 +16,20 @@ turns a list of tables into conditions, expanding ``k`` lists and random ``draws
     >>> with model.hooks(conditions[1].hooks(eval_seed=0)):   # doctest: +SKIP
     ...     logits = model(ids, n_iterations=8).logits
 
-Table keys: ``name``; ``site``; ``k`` (int or list); for ``random_rank_k`` ``draws`` (count,
-draws 0..n-1) or ``draw`` (int or list) and ``side`` ("columns": Q Qᵀ M, or "rows":
-M Q Qᵀ); ``norm_matched`` (rescale each projected matrix to its original Frobenius norm);
-``compose`` (a list of tables applied in that order, expanded as a product) instead of a
-name. ``{name = "none"}`` is the unablated condition.
+Table keys: ``name``; ``site``; the kind's parameters (``ablate.intervention_kinds``):
+``k`` (int or list); for ``random_rank_k`` ``draws`` (count, draws 0..n-1) or ``draw`` (int or
+list) and ``side`` ("columns": Q Qᵀ M, or "rows": M Q Qᵀ); ``norm_matched`` (rescale each
+projected matrix to its original Frobenius norm); ``compose`` (a list of tables applied in
+that order, expanded as a product) instead of a name. ``{name = "none"}`` is the unablated
+condition.
+
+A kind is registered in one place, with its parameters and its role in the statistics (the
+ablation under test, or the control of one), and reaches the statistics and the report
+with no other edit:
+
+    >>> @register_intervention("zero_top_k", "zero the top k singular values",
+    ...                        (Param("k", minimum=1, grid=True),))  # doctest: +SKIP
+    ... def _zero_top_k(intervention, X, eval_seed, basis): ...
 """
 
 from __future__ import annotations
@@ -28,13 +37,28 @@ from __future__ import annotations
 import itertools
 import logging
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
-from ablate.errors import AblateError, did_you_mean, unknown_name_error
+from ablate.errors import AblateError, did_you_mean
+from ablate.intervention_kinds import (
+    INTERVENTIONS,
+    NONE,
+    InterventionKind,
+    Param,
+    Role,
+    arm_kind,
+    available_interventions,
+    control_of,
+    expand_settings,
+    get_intervention,
+    register_intervention,
+    settings_label,
+    unregister_intervention,
+)
 from ablate.sites import SIDES, hook_names, resolve_site
 
 if TYPE_CHECKING:  # torch is imported where matrices are projected, so that checking a
@@ -43,9 +67,16 @@ if TYPE_CHECKING:  # torch is imported where matrices are projected, so that che
     from ablate.model.hooks import HookFn
     from ablate.projections import LowRankBasis
 
+__all__ = [
+    "AFTER_BACKBONE", "DEFAULT_SITE", "INTERVENTIONS", "NONE", "UNABLATED", "Condition",
+    "Intervention", "InterventionKind", "Param", "Role", "arm_kind", "available_interventions",
+    "canonical_site", "check_sites_fire", "control_of", "expand_conditions", "get_intervention",
+    "make_condition", "rank_identity", "register_intervention", "unregister_intervention",
+    "validate_conditions",
+]
+
 logger = logging.getLogger(__name__)
 
-NONE = "none"
 DEFAULT_SITE = "head_input"
 # Hook names back to the alias written in labels, so "head.hook_in" and "head_input"
 # give one canonical label.
@@ -56,52 +87,22 @@ _ITER_HOOK = re.compile(r"^iter\.(\d+|\*)(\.layer\.(\d+|\*))?\.hook_out$")
 # every condition made only of them (see ablate.evaluation.shared_backbone).
 AFTER_BACKBONE = ("final_norm.hook_in", "head.hook_in")
 
-ProjectFn = Callable[["Intervention", "torch.Tensor", int, "LowRankBasis | None"],
-                     "torch.Tensor"]
+def rank_identity(intervention: Intervention, d: int) -> str | None:
+    """A rank-k projection with k >= d projects onto the whole space."""
+    k = intervention.k
+    return f"k={k} >= d={d}" if k is not None and k >= d else None
 
 
-@dataclass(frozen=True)
-class InterventionKind:
-    """A registered intervention: ``project(intervention, X, eval_seed, basis)`` maps a
-    float32 batch (..., d, d) to its ablated version; ``basis`` is an optional precomputed
-    ``projections.decompose(X)``. ``params`` are the table keys it accepts."""
-
-    name: str
-    summary: str
-    params: tuple[str, ...]
-    project: ProjectFn
-    uses_basis: bool = False
-
-
-INTERVENTIONS: dict[str, InterventionKind] = {}
-
-
-def register_intervention(
-    name: str, summary: str, params: Sequence[str], *, uses_basis: bool = False
-) -> Callable[[ProjectFn], ProjectFn]:
-    """Decorator registering ``project`` under ``name`` (names are unique)."""
-
-    def add(project: ProjectFn) -> ProjectFn:
-        assert name not in INTERVENTIONS and name != NONE, f"duplicate intervention {name}"
-        INTERVENTIONS[name] = InterventionKind(name, summary, tuple(params), project, uses_basis)
-        return project
-
-    return add
-
-
-def available_interventions() -> list[str]:
-    return sorted([NONE, *INTERVENTIONS])
-
-
-def get_intervention(name: str) -> InterventionKind:
-    if name not in INTERVENTIONS:
-        raise unknown_name_error("intervention", name, available_interventions())
-    return INTERVENTIONS[name]
+K = Param("k", minimum=1, grid=True, hint="k >= d keeps the input, k < 1 is not a rank")
+DRAW = Param("draw", default=0, minimum=0, grid=True, count="draws")
+SIDE = Param("side", str, default="columns", choices=SIDES)
+NORM_MATCHED = Param("norm_matched", bool, default=False)
 
 
 @register_intervention(
     "svd_rank_k", "best rank-k approximation of each matrix (Eckart-Young)",
-    ("k", "norm_matched"), uses_basis=True,
+    (K, NORM_MATCHED), uses_basis=True, identity=rank_identity, short="SVD",
+    display="SVD top-k",
 )
 def _svd_rank_k(
     intervention: Intervention, X: torch.Tensor, eval_seed: int, basis: LowRankBasis | None
@@ -114,7 +115,8 @@ def _svd_rank_k(
 @register_intervention(
     "random_rank_k",
     "orthogonal projection onto a Haar-random k-dim subspace seeded by (eval seed, draw, k)",
-    ("k", "draw", "draws", "side", "norm_matched"),
+    (K, DRAW, SIDE, NORM_MATCHED), role=control_of("svd_rank_k", matched_on=("k",)),
+    identity=rank_identity, short="random", display="random rank-k",
 )
 def _random_rank_k(
     intervention: Intervention, X: torch.Tensor, eval_seed: int, basis: LowRankBasis | None
@@ -145,32 +147,56 @@ def canonical_site(site: str, n_layers: int | None = None) -> str:
     return name
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class Intervention:
-    """One intervention at one site. ``k`` is the projection rank, ``draw`` the random
-    draw (random kinds only). The site is stored in its canonical alias form."""
+    """One intervention at one site with its settings (``Intervention("random_rank_k",
+    k=2, draw=1)``): each parameter of the kind, defaults filled in. The site is stored in
+    its canonical alias form; ``k``, ``draw``, ``side`` and ``norm_matched`` read the
+    settings (None, None, "columns", False where the kind has no such parameter)."""
 
     name: str
-    site: str = DEFAULT_SITE
-    k: int | None = None
-    draw: int | None = None
-    side: str = "columns"
-    norm_matched: bool = False
+    site: str
+    setting_items: tuple[tuple[str, Any], ...]
 
-    def __post_init__(self) -> None:
-        kind = get_intervention(self.name)
-        object.__setattr__(self, "site", canonical_site(self.site))
-        if "k" in kind.params:
-            _int_list(self.k, self.label, "k", minimum=1, scalar=True)
-        if self.draw is None and "draw" in kind.params:
-            object.__setattr__(self, "draw", 0)
-        if self.draw is not None and "draw" not in kind.params:
-            raise AblateError(f"{self.name} takes no draw (got draw={self.draw}); remove it")
-        if self.draw is not None:
-            _int_list(self.draw, self.label, "draw", minimum=0, scalar=True)
-        if self.side not in SIDES:
-            raise AblateError(f"{self.label}: side must be one of {', '.join(SIDES)}, "
-                              f"got {self.side!r}")
+    def __init__(self, name: str, site: str = DEFAULT_SITE, **settings: Any) -> None:
+        kind = get_intervention(name)
+        given = {key: value for key, value in settings.items() if value is not None}
+        where = f"{name}@{site}" + "".join(f":{key}={value}" for key, value in given.items())
+        for key, value in given.items():
+            if key not in kind.param_names:
+                raise AblateError(f"{name} takes no {key} (got {key}={value}); remove it")
+        values = []
+        for param in kind.params:
+            if param.name in given:
+                value = param.check(given[param.name], where)
+            elif param.required:
+                raise AblateError(f"{where}: needs {param.name} ({param.shape(listed=False)})")
+            else:
+                value = param.default
+            values.append((param.name, value))
+        object.__setattr__(self, "name", name)
+        object.__setattr__(self, "site", canonical_site(site))
+        object.__setattr__(self, "setting_items", tuple(values))
+
+    @property
+    def settings(self) -> dict[str, Any]:
+        return dict(self.setting_items)
+
+    @property
+    def k(self) -> int | None:
+        return self.settings.get("k")
+
+    @property
+    def draw(self) -> int | None:
+        return self.settings.get("draw")
+
+    @property
+    def side(self) -> str:
+        return self.settings.get("side", "columns")
+
+    @property
+    def norm_matched(self) -> bool:
+        return bool(self.settings.get("norm_matched", False))
 
     @property
     def kind(self) -> InterventionKind:
@@ -183,19 +209,22 @@ class Intervention:
 
     @property
     def variant(self) -> str:
-        """Label suffix of the non-default settings that change what is done."""
-        return (":side=rows" if self.side == "rows" else "") + (
-            ":norm_matched" if self.norm_matched else ""
-        )
+        """Label suffix of the settings that are not record columns (":side=rows",
+        ":norm_matched"): part of the record's ``intervention`` field."""
+        return settings_label(self.kind.params, self.settings, record=False)
 
     @property
     def label(self) -> str:
-        draw = f":draw={self.draw}" if self.draw is not None else ""
-        return f"{self.name}@{self.site}:k={self.k}{draw}{self.variant}"
+        return f"{self.name}@{self.site}{settings_label(self.kind.params, self.settings)}"
+
+    def identity_reason(self, d: int) -> str | None:
+        """Why the matrices pass unchanged (e.g. "k=4 >= d=4"), or None."""
+        identity = self.kind.identity
+        return None if identity is None else identity(self, d)
 
     def is_identity(self, d: int) -> bool:
-        """k >= d projects onto the whole space: the matrices pass unchanged."""
-        return self.k is not None and self.k >= d
+        """Whether the matrices pass unchanged (k >= d for rank-k projections)."""
+        return self.identity_reason(d) is not None
 
     def apply(
         self, X: torch.Tensor, eval_seed: int, basis: LowRankBasis | None = None
@@ -279,7 +308,8 @@ def make_condition(interventions: Sequence[Intervention], d: int | None = None) 
     if not interventions:
         return UNABLATED
     parts = tuple(interventions)
-    identity_parts = [p for p in parts if d is not None and p.is_identity(d)]
+    reasons = [(p, p.identity_reason(d)) for p in parts if d is not None]
+    identity_parts = [(p, reason) for p, reason in reasons if reason is not None]
     ks = {p.k for p in parts if p.k is not None}
     draws = {p.draw for p in parts if p.draw is not None}
     return Condition(
@@ -290,7 +320,7 @@ def make_condition(interventions: Sequence[Intervention], d: int | None = None) 
         k=ks.pop() if len(ks) == 1 else None,
         draw=draws.pop() if len(draws) == 1 else None,
         identity=len(identity_parts) == len(parts),
-        notes=tuple(f"k={p.k} >= d={d}: {p.label} is the identity" for p in identity_parts),
+        notes=tuple(f"{reason}: {p.label} is the identity" for p, reason in identity_parts),
     )
 
 
@@ -403,12 +433,12 @@ def _expand_entry(entry: Any, where: str, n_layers: int | None) -> list[tuple[In
                               f"{sorted(set(entry) - {'name'})}")
         return [()]
     kind = get_intervention(str(name))
-    unknown = sorted(set(entry) - set(_BASE_KEYS) - set(kind.params))
+    allowed = _BASE_KEYS + kind.keys
+    unknown = sorted(set(entry) - set(allowed))
     if unknown:
         raise AblateError(
             f"{where}: unknown key(s) {', '.join(unknown)} for '{name}'."
-            f"{did_you_mean(unknown[0], _BASE_KEYS + kind.params)} "
-            f"Allowed: {', '.join(_BASE_KEYS + kind.params)}"
+            f"{did_you_mean(unknown[0], allowed)} Allowed: {', '.join(allowed)}"
         )
     site = entry.get("site", DEFAULT_SITE)
     if not isinstance(site, str):
@@ -417,39 +447,8 @@ def _expand_entry(entry: Any, where: str, n_layers: int | None) -> list[tuple[In
         site = canonical_site(site, n_layers)
     except AblateError as err:
         raise AblateError(f"{where}: {err}") from None
-    if "k" not in entry:
-        raise AblateError(f"{where}: '{name}' needs k (an integer >= 1 or a list of them)")
-    ks = _int_list(entry["k"], where, "k", minimum=1)
-    draws: list[int | None] = [None]
-    if "draw" in kind.params:
-        if "draws" in entry and "draw" in entry:
-            raise AblateError(f"{where}: give 'draws' (a count) or 'draw' (indices), not both")
-        if "draw" in entry:
-            draws = list(_int_list(entry["draw"], where, "draw", minimum=0))
-        else:
-            (count,) = _int_list(entry.get("draws", 1), where, "draws", minimum=1, scalar=True)
-            draws = list(range(count))
-    side = entry.get("side", "columns")
-    if side not in SIDES:
-        raise AblateError(f"{where}: side must be one of {', '.join(SIDES)}, got {side!r}")
-    matched = entry.get("norm_matched", False)
-    if not isinstance(matched, bool):
-        raise AblateError(f"{where}: norm_matched must be true or false, got {matched!r}")
-    return [(Intervention(str(name), site, k, draw, side, matched),) for k in ks for draw in draws]
-
-
-def _int_list(value: Any, where: str, key: str, *, minimum: int, scalar: bool = False) -> list[int]:
-    values = value if isinstance(value, list) and not scalar else [value]
-    bad = [v for v in values if isinstance(v, bool) or not isinstance(v, int) or v < minimum]
-    if bad or not values:
-        shape = "an integer" if scalar else "an integer or a list of integers"
-        raise AblateError(
-            f"{where}: {key} must be {shape} >= {minimum}, got {value!r}"
-            + ("; k >= d keeps the input, k < 1 is not a rank" if key == "k" else "")
-        )
-    if len(set(values)) != len(values):
-        raise AblateError(f"{where}: {key} lists {value!r} with repeats; list each value once")
-    return values
+    grid = expand_settings(kind.params, entry, where, kind=str(name))
+    return [(Intervention(str(name), site, **dict(settings)),) for settings in grid]
 
 
 def _check_disjoint_sites(condition: Condition, where: str, n_layers: int | None) -> None:

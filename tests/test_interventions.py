@@ -13,9 +13,15 @@ from ablate.errors import AblateError
 from ablate.interventions import (
     UNABLATED,
     Intervention,
+    Param,
+    arm_kind,
     available_interventions,
+    control_of,
     expand_conditions,
+    get_intervention,
     make_condition,
+    register_intervention,
+    unregister_intervention,
     validate_conditions,
 )
 
@@ -253,3 +259,61 @@ def test_low_rank_starting_embeddings(model, ids):
     for matrix in states[0].reshape(-1, D, D).double().numpy():
         assert numpy_rank(matrix) <= 1
     assert not torch.allclose(states[2], model(ids, 2, return_states=True).states[2])
+
+
+@pytest.fixture
+def registered():
+    """Register kinds for one test only; they are removed afterwards."""
+    names: list[str] = []
+
+    def register(name: str, params, **options):
+        def project(intervention, X, eval_seed, basis):
+            scale = intervention.settings.get("scale", 0.0)
+            return X * scale
+        register_intervention(name, f"test kind {name}", params, **options)(project)
+        names.append(name)
+
+    yield register
+    for name in names:
+        unregister_intervention(name)
+
+
+def test_a_kind_declares_its_own_parameters_and_their_expansion(registered):
+    # A kind without k, with a float grid axis and a string setting, is registered in one
+    # place and expanded, labelled and recorded from its declaration alone.
+    registered("scaled", (Param("scale", float, grid=True, minimum=0.0),
+                          Param("mode", str, default="all", choices=("all", "diag"))))
+    registered("zeroed", ())
+    conditions = expand_conditions(
+        [{"name": "scaled", "scale": [0.0, 0.5]}, {"name": "scaled", "scale": 1, "mode": "diag"},
+         {"name": "zeroed", "site": "iter.1"}], d=D, n_layers=2, include_unablated=False)
+    assert [c.label for c in conditions] == [
+        "scaled@head_input:scale=0.0", "scaled@head_input:scale=0.5",
+        "scaled@head_input:scale=1:mode=diag", "zeroed@iter.1"]
+    assert conditions[1].record_fields() == {
+        "condition": "scaled@head_input:scale=0.5", "intervention": "scaled:scale=0.5",
+        "site": "head_input", "k": None, "draw": None}
+    assert conditions[2].intervention == "scaled:scale=1:mode=diag"
+    assert not any(c.identity for c in conditions)
+    X = batch()
+    torch.testing.assert_close(conditions[1].apply_at("head.hook_in", X, 0), 0.5 * X)
+    with pytest.raises(AblateError, match="'scaled' needs scale"):
+        expand_conditions([{"name": "scaled"}], d=D, n_layers=2)
+    with pytest.raises(AblateError, match="mode must be one of all, diag"):
+        expand_conditions([{"name": "scaled", "scale": 1.0, "mode": "rows"}], d=D, n_layers=2)
+    with pytest.raises(AblateError, match="unknown key.*Allowed: name, site$"):
+        expand_conditions([{"name": "zeroed", "k": 1}], d=D, n_layers=2)
+
+
+def test_roles_are_declared_at_registration(registered):
+    # The built-in pair: svd_rank_k is an ablation, random_rank_k its control matched on k.
+    svd, rand = get_intervention("svd_rank_k"), get_intervention("random_rank_k")
+    assert svd.role.name == "ablation" and svd.role.of is None
+    assert (rand.role.name, rand.role.of, rand.role.matched_on) == ("control", "svd_rank_k",
+                                                                    ("k",))
+    assert arm_kind("random_rank_k:side=rows") == (rand, {"side": "rows", "norm_matched": False})
+    assert arm_kind("svd_rank_k+random_rank_k") is None and arm_kind("none") is None
+    with pytest.raises(ValueError, match="not a registered ablation"):
+        registered("orphan", (), role=control_of("no_such_kind", matched_on=()))
+    with pytest.raises(ValueError, match="must both take"):
+        registered("unmatched", (), role=control_of("svd_rank_k", matched_on=("k",)))

@@ -29,7 +29,7 @@ from ablate.plots import (
     plot_variance_components,
 )
 from ablate.plots.style import SEED, ForestRow, draw_forest, panel_grid
-from ablate.stats import analyze_records
+from ablate.questions import analyze_records
 from ablate.stats.frames import item_covariates, pivot_erank, select
 from tests.report.conftest import job_records, write_validation_csv
 

@@ -1,7 +1,8 @@
-"""Figures of the rank ablations (statistics.md, figures 1-4), drawn from analysis entries
-(ablate.stats.analysis schema): outcome vs log2 k, SVD minus random per k, and the
-adjacent contrasts behind the monotonicity verdict. Panels form a grid: one row per
-outcome, one column per head (config_label).
+"""Figures of the ablations (Q1 and Q2 of ablate.questions), drawn from analysis entries:
+an outcome against log2 k for every arm (unablated, each ablation, each control, told apart
+by the ``role`` of each levels row), an ablation minus its control per k, and the adjacent
+contrasts behind the monotonicity verdict. Panels form a grid: one row per outcome, one
+column per head (config_label).
 
     >>> fig, axes = plot_levels([[LevelPanel(entry)]])  # entry: analysis["levels"][i]
 """
@@ -10,7 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -20,6 +21,7 @@ from matplotlib.patches import Patch
 from matplotlib.ticker import MaxNLocator
 
 from ablate.plots.style import (
+    HEAD_COLORS,
     RANDOM,
     SEED,
     SVD,
@@ -43,13 +45,19 @@ OUTCOME_LABELS = {"correct": "accuracy", "answer_loglik": "answer log-likelihood
 RANDOM_OFFSET = 0.12  # x offset of the random-control bars so they do not hide the SVD bars
 
 
+CONTROL_COLORS = (RANDOM, "#555555", "#b5b5b5")
+CONTROL_STYLES = ("--", ":", "-.")
+
+
 @dataclass(frozen=True)
 class LevelPanel:
-    """One panel of figure 1 or 4: a ``levels`` entry, and the range over random draws of
-    the draw means per k (low, high), in the entry's unit, when the run has draws."""
+    """One panel of an outcome against log2 k: a ``levels`` entry, per control arm the range
+    over its draws of the draw means per k (low, high) in the entry's unit, and each arm's
+    (short, display) names for the legend (default: the arm's name)."""
 
     entry: Mapping[str, Any]
-    draw_range: Mapping[int, tuple[float, float]] | None = None
+    draw_range: Mapping[str, Mapping[int, tuple[float, float]]] | None = None
+    names: Mapping[str, tuple[str, str]] = field(default_factory=dict)
 
 
 def outcome_axis_label(outcome: str, unit: str, *, level: bool = False) -> str:
@@ -62,82 +70,149 @@ def panel_title(entry: Mapping[str, Any]) -> str:
     return f"{entry['config_label']}: {OUTCOME_LABELS.get(entry['outcome'], entry['outcome'])}"
 
 
+def _role(row: Mapping[str, Any]) -> str:
+    return row.get("role") or ("unablated" if row["condition"] == "none" else "ablation")
+
+
+def arms_of(entry: Mapping[str, Any]) -> dict[str, list[str]]:
+    """The arms of a ``levels`` entry by role ("ablation", "control"), in row order."""
+    arms: dict[str, list[str]] = {"ablation": [], "control": []}
+    for row in entry["rows"]:
+        if _role(row) in arms and row["condition"] not in arms[_role(row)]:
+            arms[_role(row)].append(row["condition"])
+    return arms
+
+
 def _rows(entry: Mapping[str, Any], condition: str) -> list[Mapping[str, Any]]:
     rows = [row for row in entry["rows"] if row["condition"] == condition]
     return sorted(rows, key=lambda row: -1 if row["k"] is None else row["k"])
 
 
+def _arm_style(role: str, index: int) -> dict[str, Any]:
+    """Colour and line of the index-th ablation (solid, SVD blue first) or control (dashed,
+    grey first) of a figure."""
+    if role == "ablation":
+        color = SVD if index == 0 else HEAD_COLORS[1 + (index - 1) % (len(HEAD_COLORS) - 1)]
+        return {"color": color, "seed": SEED if index == 0 else color, "linestyle": "-",
+                "marker": "o", "linewidth": 2.2, "markersize": 4, "offset": 0.0, "zorder": 5}
+    return {"color": CONTROL_COLORS[index % len(CONTROL_COLORS)], "linestyle":
+            CONTROL_STYLES[index % len(CONTROL_STYLES)], "marker": "s", "linewidth": 1.6,
+            "markersize": 3.5, "offset": RANDOM_OFFSET * (index + 1), "zorder": 4}
+
+
+def _faint(style: Mapping[str, Any]) -> dict[str, Any]:
+    """Per-seed lines of a second ablation: its own colour, faint (the first has SEED)."""
+    return {} if style["seed"] == SEED else {"alpha": 0.35}
+
+
+def _draw_arm(ax: Any, panel: LevelPanel, arm: str, rows: list[Mapping[str, Any]],
+              x_of: Mapping[int, float], style: dict[str, Any], role: str) -> None:
+    xs = [x_of[row["k"]] + style["offset"] for row in rows]
+    color = style["color"]
+    if role == "ablation":
+        n_seeds = min(len(row["per_seed"]) for row in rows)
+        for seed in range(n_seeds if n_seeds > 1 else 0):
+            ax.plot(xs, [row["per_seed"][seed] for row in rows], color=style["seed"],
+                    linewidth=0.8, zorder=2, **_faint(style))
+    elif panel.draw_range and panel.draw_range.get(arm):
+        band = [panel.draw_range[arm].get(row["k"], (math.nan, math.nan)) for row in rows]
+        ax.fill_between(xs, [b[0] for b in band], [b[1] for b in band], color=color,
+                        alpha=0.22, linewidth=0, zorder=1)
+    ax.plot(xs, [row["estimate"] for row in rows], color=color, linewidth=style["linewidth"],
+            linestyle=style["linestyle"], marker=style["marker"],
+            markersize=style["markersize"], zorder=style["zorder"])
+    for row, x in zip(rows, xs, strict=True):
+        draw_intervals(ax, x, interval(row["e1"]), interval(row["e3"]), color=color,
+                       horizontal=False)
+
+
+def _draw_point(ax: Any, x: float, row: Mapping[str, Any], color: str, marker: str) -> None:
+    """One condition without k (or the unablated one) right of the k axis."""
+    seeds = [v for v in row["per_seed"] if finite(v)]
+    if len(seeds) > 1:
+        ax.scatter(np.full(len(seeds), x - 0.15), seeds, s=12, facecolors="none",
+                   edgecolors=color, linewidths=0.8, zorder=5)
+    draw_intervals(ax, x, interval(row["e1"]), interval(row["e3"]), color=color,
+                   horizontal=False)
+    ax.plot([x], [row["estimate"]], marker=marker, markersize=5, color=color, zorder=6)
+
+
 def _draw_level_panel(ax: Any, panel: LevelPanel) -> None:
     entry = panel.entry
-    svd, random, plain = (_rows(entry, c) for c in ("svd_rank_k", "random_rank_k", "none"))
-    ks = sorted({row["k"] for row in svd + random})
-    if not ks:
+    arms = arms_of(entry)
+    ks = sorted({row["k"] for row in entry["rows"]
+                 if _role(row) != "unablated" and row["k"] is not None})
+    plain = _rows(entry, "none")
+    ranked = {role: [arm for arm in names if any(r["k"] is not None for r in _rows(entry, arm))]
+              for role, names in arms.items()}
+    points = [(arm, role) for role, names in arms.items() for arm in names
+              if arm not in ranked[role]]
+    if not ks and not points:
         note_panel(ax, "no rank-k conditions")
         return
     x_of = {k: math.log2(k) for k in ks}
-    if svd:
-        xs = [x_of[row["k"]] for row in svd]
-        n_seeds = min(len(row["per_seed"]) for row in svd)
-        for seed in range(n_seeds if n_seeds > 1 else 0):
-            ax.plot(xs, [row["per_seed"][seed] for row in svd], color=SEED, linewidth=0.8,
-                    zorder=2)
-        ax.plot(xs, [row["estimate"] for row in svd], color=SVD, linewidth=2.2, marker="o",
-                markersize=4, zorder=5)
-        for row in svd:
-            draw_intervals(ax, x_of[row["k"]], interval(row["e1"]), interval(row["e3"]),
-                           color=SVD, horizontal=False)
-    if random:
-        xs = [x_of[row["k"]] + RANDOM_OFFSET for row in random]
-        if panel.draw_range:
-            band = [panel.draw_range.get(row["k"], (math.nan, math.nan)) for row in random]
-            ax.fill_between(xs, [b[0] for b in band], [b[1] for b in band], color=RANDOM,
-                            alpha=0.22, linewidth=0, zorder=1)
-        ax.plot(xs, [row["estimate"] for row in random], color=RANDOM, linewidth=1.6,
-                linestyle="--", marker="s", markersize=3.5, zorder=4)
-        for row, x in zip(random, xs, strict=True):
-            draw_intervals(ax, x, interval(row["e1"]), interval(row["e3"]), color=RANDOM,
-                           horizontal=False)
+    for role, names in ranked.items():
+        for index, arm in enumerate(names):
+            _draw_arm(ax, panel, arm, [row for row in _rows(entry, arm) if row["k"] is not None],
+                      x_of, _arm_style(role, index), role)
     ticks = [x_of[k] for k in ks]
     labels = [str(k) for k in ks]
+    right = max(ticks) if ticks else -1.0
+    if ticks and (points or plain):
+        ax.axvline(right + 0.55, color="#cccccc", linewidth=0.8, linestyle=":")
+    for role, names in arms.items():
+        for index, arm in enumerate(names):
+            if (arm, role) not in points:
+                continue
+            right += 1.0
+            style = _arm_style(role, index)
+            _draw_point(ax, right, _rows(entry, arm)[0], style["color"], style["marker"])
+            ticks.append(right)
+            labels.append(panel.names.get(arm, (arm, arm))[0])
     if plain:
-        row = plain[0]
-        x_plain = max(ticks) + 1.0
-        ax.axvline(max(ticks) + 0.55, color="#cccccc", linewidth=0.8, linestyle=":")
-        seeds = [v for v in row["per_seed"] if finite(v)]
-        if len(seeds) > 1:
-            ax.scatter(np.full(len(seeds), x_plain - 0.15), seeds, s=12, facecolors="none",
-                       edgecolors=UNABLATED, linewidths=0.8, zorder=5)
-        draw_intervals(ax, x_plain, interval(row["e1"]), interval(row["e3"]), color=UNABLATED,
-                       horizontal=False)
-        ax.plot([x_plain], [row["estimate"]], marker="D", markersize=5, color=UNABLATED,
-                zorder=6)
-        ticks.append(x_plain)
+        right += 1.0
+        _draw_point(ax, right, plain[0], UNABLATED, "D")
+        ticks.append(right)
         labels.append("none")
     ax.set_xticks(ticks, labels)
-    ax.set_xlim(min(x_of.values()) - 0.4, max(ticks) + 0.4)
+    ax.set_xlim(min(ticks) - 0.4, max(ticks) + 0.4)
     ax.set_xlabel("projection rank k (log2 scale; none = unablated)")
     ax.set_ylabel(outcome_axis_label(entry["outcome"], entry["unit"], level=True))
     ax.set_title(panel_title(entry), loc="left")
 
 
-def _level_legend() -> list[Any]:
-    return [Line2D([], [], color=SVD, linewidth=2.2, marker="o", markersize=4,
-                   label="SVD top-k (mean)"),
-            Line2D([], [], color=SEED, linewidth=0.8, label="SVD, one seed"),
-            Line2D([], [], color=RANDOM, linewidth=1.6, linestyle="--", marker="s",
-                   markersize=3.5, label="random rank-k (mean)"),
-            Patch(color=RANDOM, alpha=0.22, label="range over random draws"),
-            Line2D([], [], color=UNABLATED, marker="D", linestyle="none", markersize=5,
-                   label="unablated"),
+def _level_legend(panels: Sequence[LevelPanel]) -> list[Any]:
+    names: dict[str, tuple[str, str]] = {}
+    arms: dict[str, list[str]] = {"ablation": [], "control": []}
+    for panel in panels:
+        names.update(panel.names)
+        for role, found in arms_of(panel.entry).items():
+            arms[role] += [arm for arm in found if arm not in arms[role]]
+    handles: list[Any] = []
+    for index, arm in enumerate(arms["ablation"]):
+        style, (short, display) = _arm_style("ablation", index), names.get(arm, (arm, arm))
+        handles += [Line2D([], [], color=style["color"], linewidth=2.2, marker="o",
+                           markersize=4, label=f"{display} (mean)"),
+                    Line2D([], [], color=style["seed"], linewidth=0.8,
+                           label=f"{short}, one seed", **_faint(style))]
+    for index, arm in enumerate(arms["control"]):
+        style, (short, display) = _arm_style("control", index), names.get(arm, (arm, arm))
+        handles += [Line2D([], [], color=style["color"], linewidth=1.6,
+                           linestyle=style["linestyle"], marker="s", markersize=3.5,
+                           label=f"{display} (mean)"),
+                    Patch(color=style["color"], alpha=0.22, label=f"range over {short} draws")]
+    return [*handles, Line2D([], [], color=UNABLATED, marker="D", linestyle="none",
+                             markersize=5, label="unablated"),
             *interval_legend_handles()[:2]]
 
 
 @styled
 def plot_levels(grid: Sequence[Sequence[LevelPanel | None]]) -> tuple[Figure, np.ndarray]:
-    """Figures 1 and 4: an outcome against log2 k. ``grid[row][col]``: rows are outcomes,
-    columns heads; None leaves a panel saying the outcome is missing. Each panel shows the
-    SVD mean (bold) with E1/E3 bars and one thin line per seed, the random-control mean
-    with its bars over the range of the draws, and the unablated point at the right."""
+    """An outcome against log2 k. ``grid[row][col]``: rows are outcomes, columns heads;
+    None leaves a panel saying the outcome is missing. Each panel shows each ablation's
+    mean (bold; SVD blue first) with E1/E3 bars and one thin line per seed, each control's
+    mean (dashed) with its bars over the range of its draws, conditions without k and the
+    unablated point at the right."""
     n_rows, n_cols = len(grid), max(len(row) for row in grid)
     fig, axes = panel_grid(n_rows, n_cols, width=4.2, height=3.2)
     for r, row in enumerate(grid):
@@ -149,7 +224,10 @@ def plot_levels(grid: Sequence[Sequence[LevelPanel | None]]) -> tuple[Figure, np
                 _draw_level_panel(axes[r, c], panel)
     first = first_entry(grid)
     suptitle_from(fig, None if first is None else first.entry)
-    fig.legend(handles=_level_legend(), loc="outside lower center", ncol=4)
+    panels = [panel for row in grid for panel in row if panel is not None]
+    # Two legend columns per panel column, so a one-head figure keeps its legend inside.
+    fig.legend(handles=_level_legend(panels), loc="outside lower center",
+               ncol=min(4, 2 * n_cols))
     return fig, axes
 
 
@@ -162,23 +240,24 @@ def _holm_note(claim: Mapping[str, Any]) -> str:
     return "Holm p: " + " · ".join(parts) if parts else ""
 
 
-def _draw_q2_panel(ax: Any, entry: Mapping[str, Any]) -> None:
+def _draw_q2_panel(ax: Any, entry: Mapping[str, Any], names: tuple[str, str]) -> None:
     rows = [ForestRow(label=f"k={claim['k']}", estimate=claim["estimate"], e1=claim["e1"],
                       e3=claim["e3"], per_seed=claim["per_seed"], note=_holm_note(claim))
             for claim in sorted(entry["claims"], key=lambda claim: claim["k"])]
     margin = entry.get("margin")
     draw_forest(ax, rows, bands=[(-margin, margin)] if finite(margin) else [])
-    ax.set_xlabel(f"SVD minus random ({entry['unit']})")
+    ax.set_xlabel(f"{names[0]} minus {names[1]} ({entry['unit']})")
     ax.xaxis.set_major_locator(MaxNLocator(nbins=6))
     ax.set_title(panel_title(entry), loc="left")
 
 
 @styled
-def plot_svd_vs_random(grid: Sequence[Sequence[Mapping[str, Any] | None]]
-                       ) -> tuple[Figure, np.ndarray]:
-    """Figure 2: SVD minus the mean of random rank-k projections per k, from ``q2``
-    entries (rows: outcomes, columns: heads), with E1/E3 bars, per-seed dots, Holm p and
-    the equivalence margin (shaded) where the run set one."""
+def plot_svd_vs_random(grid: Sequence[Sequence[Mapping[str, Any] | None]],
+                       names: tuple[str, str] = ("SVD", "random")) -> tuple[Figure, np.ndarray]:
+    """An ablation minus the mean of its control's draws per k (``names``: their short
+    names, SVD and random by default), from ``q2`` entries (rows: outcomes, columns:
+    heads), with E1/E3 bars, per-seed dots, Holm p and the equivalence margin (shaded)
+    where the run set one."""
     n_rows, n_cols = len(grid), max(len(row) for row in grid)
     height = 0.45 * _max_rows(grid, "claims") + 1.5
     fig, axes = panel_grid(n_rows, n_cols, width=5.2, height=height)
@@ -186,9 +265,9 @@ def plot_svd_vs_random(grid: Sequence[Sequence[Mapping[str, Any] | None]]
         for c in range(n_cols):
             entry = row[c] if c < len(row) else None
             if entry is None or not entry["claims"]:
-                note_panel(axes[r, c], "no SVD vs random contrast for this head")
+                note_panel(axes[r, c], f"no {names[0]} vs {names[1]} contrast for this head")
             else:
-                _draw_q2_panel(axes[r, c], entry)
+                _draw_q2_panel(axes[r, c], entry, names)
     suptitle_from(fig, first_entry(grid))
     handles = interval_legend_handles(SVD)
     if any(entry is not None and finite(entry.get("margin")) for row in grid for entry in row):
@@ -239,7 +318,7 @@ def _draw_adjacent_panel(ax: Any, entry: Mapping[str, Any]) -> None:
 @styled
 def plot_adjacent_contrasts(grid: Sequence[Sequence[Mapping[str, Any] | None]]
                             ) -> tuple[Figure, np.ndarray]:
-    """Figure 3: each adjacent contrast (outcome at 2k minus at k) from ``q1`` entries
+    """Each adjacent contrast (outcome at 2k minus at k) from ``q1`` entries
     (rows: outcomes, columns: heads), one-sided p-values, and the intersection-union
     monotonicity verdict in the title."""
     n_rows, n_cols = len(grid), max(len(row) for row in grid)

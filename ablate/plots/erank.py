@@ -1,4 +1,4 @@
-"""Figures of effective rank (statistics.md, figures 5-8): trajectories over iterations per
+"""Figures of effective rank (Q3 and Q4 of ablate.questions): trajectories over iterations per
 head, per-seed slopes with the head interaction, depth (violins and the length-adjusted
 partial plot), and effective rank against length, the confounding diagnostic.
 
@@ -74,7 +74,7 @@ def _slope_text(claim: Mapping[str, Any] | None) -> str:
 
 @styled
 def plot_erank_trajectories(panels: Sequence[ErankPanel]) -> tuple[Figure, np.ndarray]:
-    """Figure 5: effective rank of M(t) against iteration t, one panel per head: quantile
+    """Effective rank of M(t) against iteration t, one panel per head: quantile
     bands over sequences (10-90% and 25-75% of the seed-mean trajectories), one thin line
     per seed, and the mean with E1/E3 bars at each iteration."""
     fig, axes = panel_grid(1, len(panels), width=4.0, height=3.2, sharey=True)
@@ -121,7 +121,7 @@ def plot_erank_trajectories(panels: Sequence[ErankPanel]) -> tuple[Figure, np.nd
 def plot_slopes_by_head(entries: Sequence[Mapping[str, Any]],
                         comparisons: Sequence[Mapping[str, Any]] = ()
                         ) -> tuple[Figure, np.ndarray]:
-    """Figure 6: per-seed slopes (erank per iteration) by head from ``q3`` entries, with the
+    """Per-seed slopes (erank per iteration) by head from ``q3`` entries, with the
     mean and E1/E3 bars, then each head difference from ``q3_heads`` and its
     direction-flip test."""
     colors = {entry["config_label"]: head_color(i) for i, entry in enumerate(entries)}
@@ -222,7 +222,7 @@ def _partial(ax: Any, panel: DepthPanel, color: str) -> None:
 
 @styled
 def plot_depth(panels: Sequence[DepthPanel]) -> tuple[Figure, np.ndarray]:
-    """Figure 7: per head, effective rank of M(T) by depth (violins with n per depth),
+    """Per head, effective rank of M(T) by depth (violins with n per depth),
     and below it the partial plot: erank and depth each residualised on log n_tokens,
     with the adjusted slope and its E1/E3 intervals."""
     fig, axes = panel_grid(2, len(panels), width=4.2, height=3.0)
@@ -239,7 +239,7 @@ def plot_depth(panels: Sequence[DepthPanel]) -> tuple[Figure, np.ndarray]:
 
 @styled
 def plot_erank_vs_length(panels: Sequence[DepthPanel]) -> tuple[Figure, np.ndarray]:
-    """Figure 8: effective rank of M(T) against n_tokens (log scale), coloured by depth:
+    """Effective rank of M(T) against n_tokens (log scale), coloured by depth:
     if rank rises with length, an unadjusted depth association is confounded."""
     fig, axes = panel_grid(1, len(panels), width=4.2, height=3.2, sharey=True)
     scatter = None

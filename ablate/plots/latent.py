@@ -1,6 +1,6 @@
-"""Figures of matrix-CODI latent thoughts (report figure 11; figure 12 reuses ``plot_depth``
-with the mean latent erank): the effective rank of each latent thought Z_1..Z_n, one line
-per group (number of latents) on shared axes.
+"""Figures of matrix-CODI latent thoughts (Q5's profile figure; its depth figure reuses
+``plot_depth`` with the mean latent erank): the effective rank of each latent thought
+Z_1..Z_n, one line per group (number of latents) on shared axes.
 
 Arrays come from the run's records: ``ErankPanel.values`` is the latent erank
 (n_seeds, n_items, n_latents) of one ``q5`` entry, with E1/E3 intervals of the mean at each
@@ -54,7 +54,7 @@ def _label(entry: Mapping[str, Any]) -> str:
 
 @styled
 def plot_latent_profiles(panels: Sequence[ErankPanel]) -> tuple[Figure, np.ndarray]:
-    """Figure 11: effective rank of latent thought Z_j against j, one coloured line per
+    """Effective rank of latent thought Z_j against j, one coloured line per
     group (mean over seeds and problems) with E1/E3 bars at each step, thin lines for
     single seeds and a band over the 25-75% of problems (seed-mean profiles)."""
     fig, axes = panel_grid(1, 1, width=6.4, height=3.8)

@@ -1,5 +1,5 @@
-"""Figures about what the data can detect and how the methods were validated
-(statistics.md, figures 9 and 10): variance components with the minimum detectable
+"""Figures about what the data can detect and how the methods were validated (the report's
+power section and validation appendix): variance components with the minimum detectable
 effect, and coverage / false-positive rate by method from bench/stats_validation.py.
 
     >>> fig, axes = plot_variance_components(analysis["power"]["variance_components"],
@@ -42,7 +42,7 @@ def _component_label(component: Mapping[str, Any]) -> str:
 def plot_variance_components(components: Sequence[Mapping[str, Any]],
                              mde_table: Sequence[Mapping[str, Any]]
                              ) -> tuple[Figure, np.ndarray]:
-    """Figure 9. Left: the share of seed, problem and residual variance of each per-item
+    """Left: the share of seed, problem and residual variance of each per-item
     quantity (``power.variance_components``). Right: the minimum detectable effect at 80%
     power in seed-to-seed SDs against the number of seeds (``power.mde_table``), with the
     seed counts of this run marked."""
@@ -105,7 +105,7 @@ def plot_variance_components(components: Sequence[Mapping[str, Any]],
 
 @styled
 def plot_validation(table: pd.DataFrame) -> tuple[Figure, np.ndarray]:
-    """Figure 10: per method, coverage of the E3 truth (filled; open: of the method's own
+    """Per method, coverage of the E3 truth (filled; open: of the method's own
     truth) and the false-positive rate under an E3 null, one dot per simulated cell, with
     the nominal rate and its +-2 Monte-Carlo SE acceptance band."""
     missing = [c for c in VALIDATION_COLUMNS if c not in table.columns]

@@ -115,9 +115,14 @@ def format_p(p: float | None) -> str:
 
 
 def scope_title(entry: Mapping[str, Any], *, site: bool = True) -> str:
-    """"gsm8k teacher_forced T=8 · site head_input": what every panel of a figure shares."""
+    """"gsm8k teacher_forced T=8 · site head_input · svd_rank_k": what every panel of a
+    figure shares (the intervention, and its control, where the entry names them)."""
     text = f"{entry.get('task')} {entry.get('mode')} T={entry.get('n_iterations')}"
-    return text + (f" · site {entry['site']}" if site and entry.get("site") else "")
+    text += f" · site {entry['site']}" if site and entry.get("site") else ""
+    if entry.get("intervention"):
+        text += f" · {entry['intervention']}" + (f" vs {entry['control']}"
+                                                 if entry.get("control") else "")
+    return text
 
 
 def suptitle_from(fig: Figure, entry: Mapping[str, Any] | None, *, site: bool = True) -> None:

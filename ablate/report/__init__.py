@@ -8,6 +8,8 @@ files; ``ablate stats`` and ``ablate report`` are its command-line front ends.
 
 from __future__ import annotations
 
+from ablate.questions import table_views
+from ablate.questions.blocks import TableView
 from ablate.report.run import (
     AnalysisSettings,
     RunAnalysis,
@@ -16,7 +18,6 @@ from ablate.report.run import (
     analyze_run,
     load_records,
 )
-from ablate.report.views import TableView, table_views
 from ablate.report.writer import (
     DEFAULT_VALIDATION,
     ReportResult,

@@ -1,8 +1,6 @@
-"""The report as a list of blocks (headings, paragraphs, lists, tables, figures, notes),
-rendered twice: to Markdown, and to one self-contained HTML page whose figures are
-embedded as base64 PNG, with inline CSS and no external resource.
-
-Text may use two inline marks, both valid Markdown: `code` and **bold**.
+"""The report as a list of blocks (ablate.questions.blocks: headings, paragraphs, lists,
+tables, figures, notes), rendered twice: to Markdown, and to one self-contained HTML page
+whose figures are embedded as base64 PNG, with inline CSS and no external resource.
 
     >>> blocks = [Heading(1, "Report"), Paragraph("Accuracy falls by **8.1 pp**.")]
     >>> to_markdown(blocks).splitlines()[0]
@@ -15,53 +13,16 @@ import base64
 import html
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
 
-from ablate.report.views import TableView
-
-
-@dataclass(frozen=True)
-class Heading:
-    level: int
-    text: str
-
-
-@dataclass(frozen=True)
-class Paragraph:
-    text: str
-
-
-@dataclass(frozen=True)
-class Bullets:
-    items: tuple[str, ...]
-
-
-@dataclass(frozen=True)
-class Table:
-    view: TableView
-
-
-@dataclass(frozen=True)
-class Note:
-    """A highlighted paragraph: kind "warning" (e.g. incomplete run) or "info"."""
-
-    text: str
-    kind: str = "info"
-
-
-@dataclass(frozen=True)
-class FigureBlock:
-    """A figure saved as ``png`` and ``svg`` (paths relative to the report); ``png_bytes``
-    is embedded in the HTML."""
-
-    label: str
-    caption: str
-    png: str
-    svg: str
-    png_bytes: bytes
-
-
-Block = Heading | Paragraph | Bullets | Table | Note | FigureBlock
+from ablate.questions.blocks import (
+    Block,
+    Bullets,
+    FigureBlock,
+    Heading,
+    Note,
+    Paragraph,
+    Table,
+)
 
 
 def _md_cell(text: str) -> str:

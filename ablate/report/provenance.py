@@ -10,12 +10,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from ablate.report.document import Block, Bullets, Heading, Note, Paragraph, Table
+from ablate.questions.blocks import Block, Bullets, Heading, Note, Paragraph, Table, TableView
+from ablate.questions.power import RECOMMENDED_SEEDS
 from ablate.report.run import RunAnalysis
-from ablate.report.views import TableView
 
 MAX_LISTED_JOBS = 25
-RECOMMENDED_SEEDS = 5
 # ablate.checkpoint.settings.FACTS: what changes a checkpoint's function but not its
 # weights (the default T and dropout, also recorded, leave the evaluated function alone).
 CHECKPOINT_FACTS = ("n_heads", "attention", "embedding")

@@ -31,7 +31,7 @@ except ModuleNotFoundError:  # Python 3.10
 
 from ablate.errors import AblateError
 from ablate.experiment import StatsSettings, read_stats_table, stats_changes
-from ablate.stats import analyze_records
+from ablate.questions import analyze_records
 from ablate.stats.frames import average_eval_seeds
 from ablate.store import read_manifest, read_records
 

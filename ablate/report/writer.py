@@ -30,11 +30,13 @@ from matplotlib.figure import Figure
 
 from ablate.errors import AblateError
 from ablate.plots import VALIDATION_COLUMNS, figure_style
-from ablate.report.assemble import build_blocks, report_title
-from ablate.report.document import FigureBlock, to_html, to_markdown
-from ablate.report.figures import MissingFigure, plan_figures
+from ablate.questions import tables_from_analysis
+from ablate.questions.base import MissingFigure
+from ablate.questions.blocks import Block, FigureBlock, Note
+from ablate.report.assemble import build_blocks, evidence_of, report_title
+from ablate.report.document import to_html, to_markdown
+from ablate.report.figures import PlannedFigure, plan_figures
 from ablate.report.run import RunAnalysis, analysis_json
-from ablate.stats import tables_from_analysis
 
 logger = logging.getLogger(__name__)
 
@@ -209,25 +211,33 @@ def write_report(run: RunAnalysis, out_dir: Path, *, validation: Path | None = N
             continue
         _write(out_dir / "tables" / f"{name}.csv", frame.to_csv(index=False, lineterminator="\n"))
         files.append(f"tables/{name}.csv")
-    specs, missing = plan_figures(run, table, VALIDATION_HINT)
-    counters: dict[int, int] = {}
-    figures: dict[int, list[FigureBlock]] = {}
-    for spec in specs:
-        counters[spec.number] = counters.get(spec.number, 0) + 1
-        fig, _ = spec.draw()  # outside pyplot: nothing to close, freed with the object
-        png = _save(fig, out_dir / "figures" / spec.stem)
-        total = sum(1 for s in specs if s.number == spec.number)
-        letter = chr(ord("a") + counters[spec.number] - 1) if total > 1 else ""
-        label = f"Figure {spec.number}{letter}: {spec.title}"
-        figures.setdefault(spec.number, []).append(FigureBlock(
-            label=label, caption=spec.caption, png=f"figures/{spec.stem}.png",
-            svg=f"figures/{spec.stem}.svg", png_bytes=png))
-        files += [f"figures/{spec.stem}.png", f"figures/{spec.stem}.svg"]
-        logger.info("wrote %s", spec.stem)
+    plan = plan_figures(evidence_of(run), table, VALIDATION_HINT)
+    figures: dict[str, list[Block]] = {}
+    numbers: dict[str, dict[str, int]] = {}
+    missing: list[MissingFigure] = []
+    n_figures = 0
+    for key, items in plan.items():
+        blocks = figures.setdefault(key, [])
+        for item in items:
+            numbers.setdefault(key, {})[item.spec.name if isinstance(item, PlannedFigure)
+                                        else item.name] = item.number
+            if isinstance(item, MissingFigure):
+                missing.append(item)
+                blocks.append(Note(f"Figure {item.number} ({item.title[0].lower()}"
+                                   f"{item.title[1:]}) is not drawn: {item.reason}."))
+                continue
+            fig, _ = item.spec.draw()  # outside pyplot: nothing to close, freed with the object
+            png = _save(fig, out_dir / "figures" / item.stem)
+            blocks.append(FigureBlock(label=item.label, caption=item.spec.caption,
+                                      png=f"figures/{item.stem}.png",
+                                      svg=f"figures/{item.stem}.svg", png_bytes=png))
+            files += [f"figures/{item.stem}.png", f"figures/{item.stem}.svg"]
+            n_figures += 1
+            logger.info("wrote %s", item.stem)
     source = str(validation) if validation is not None else ""
-    blocks = build_blocks(run, figures, missing, validation=table, validation_source=source,
+    blocks = build_blocks(run, figures, numbers, validation=table, validation_source=source,
                           files=files)
     _write(out_dir / "report.md", to_markdown(blocks))
     _write(out_dir / "report.html", to_html(blocks, title=report_title(run)))
-    return ReportResult(out_dir=out_dir, files=tuple(files), n_figures=len(specs),
+    return ReportResult(out_dir=out_dir, files=tuple(files), n_figures=n_figures,
                         missing=tuple(missing))

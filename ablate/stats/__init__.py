@@ -3,7 +3,8 @@
 Pure functions over (n_seeds, n_items) arrays or tidy record tables, each taking an
 explicit ``numpy.random.Generator``; the only package that imports statsmodels. Every
 contrast reports E1 (these checkpoints: problems resampled) and E3 (a new training run:
-the two-way seeds-and-problems interval).
+the two-way seeds-and-problems interval). The research questions that combine them into
+claims live in ``ablate.questions``.
 
     >>> from ablate.stats import paired_difference
     >>> result = paired_difference(acc_a, acc_b, rng=np.random.default_rng(0))  # doctest: +SKIP
@@ -11,7 +12,6 @@ the two-way seeds-and-problems interval).
 
 from __future__ import annotations
 
-from ablate.stats.analysis import analyze_records, tables_from_analysis
 from ablate.stats.controls import (
     bits_per_byte,
     bits_per_byte_contrast,
@@ -41,7 +41,6 @@ from ablate.stats.trend import accuracy_trend, unablated_contrast
 __all__ = [
     "TwoWayResult",
     "accuracy_trend",
-    "analyze_records",
     "benjamini_hochberg",
     "bits_per_byte",
     "bits_per_byte_contrast",
@@ -60,7 +59,6 @@ __all__ = [
     "paired_difference",
     "random_mean",
     "svd_vs_random",
-    "tables_from_analysis",
     "two_way_interval",
     "unablated_contrast",
     "variance_components",

@@ -1,7 +1,8 @@
-"""Claim records: the JSON form of one tested statement, shared by every family in analysis.
+"""Claims: one tested statement each, shared by every research question (ablate.questions).
 
-A claim dict carries the estimate, both intervals, p-values, its Holm family and a verdict
+A ``Claim`` carries the estimate, both intervals, p-values, its Holm family and a verdict
 that says which claim (E1: these checkpoints; E3: a new training run) the data support.
+Holm runs once, over every question's claims, within each family (``apply_holm``).
 ``json_ready`` rounds floats to 10 significant digits and maps NaN to None so that the
 analysis serialises to identical bytes for identical input and seed.
 
@@ -14,7 +15,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import numpy as np
@@ -49,18 +50,6 @@ class GroupKey:
         return "|".join(fields + list(parts))
 
 
-@dataclass
-class AnalysisContext:
-    """Settings shared by every family of one analysis, and results passed between them."""
-
-    rng: np.random.Generator
-    level: float
-    n_boot: int
-    alpha: float
-    tost_margin: float | None
-    # Q3 slope per group, reused by the head comparisons (direction flip).
-    slopes: dict[GroupKey, TwoWayResult] = field(default_factory=dict)
-
 VERDICTS = {
     "across_seeds": "significant across seeds (E3, Holm-adjusted)",
     "these_checkpoints_only": "significant for these checkpoints (E1) but not across seeds (E3)",
@@ -94,56 +83,90 @@ def json_ready(value: Any) -> Any:
     return value
 
 
+@dataclass
+class Claim:
+    """One tested statement (two-sided unless its claim says otherwise), in the key order of
+    its JSON form (docs/statistics.md). ``extra`` holds a question's own keys, written
+    after the common ones (e.g. ``k`` for Q2, ``aspect`` for Q5). ``e1_bootstrap`` and
+    ``p_e1_bootstrap`` are left out of the JSON when no problem bootstrap was run (None).
+    Holm fills ``p_holm_e1``, ``p_holm_e3`` and ``verdict``."""
+
+    claim: str
+    family: str
+    role: str
+    unit: str
+    estimate: float
+    e1: list[float]
+    p_e1: float | None
+    e1_method: str
+    e1_bootstrap: list[float] | None
+    p_e1_bootstrap: float | None
+    e3: list[float]
+    p_e3: float | None
+    df_e3: float | None
+    se_e3: float | None
+    per_seed: list[float]
+    n_seeds: int
+    n_items: int
+    p_holm_e1: float | None = None
+    p_holm_e3: float | None = None
+    verdict: str | None = None
+    notes: list[str] = field(default_factory=list)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        record = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "extra"}
+        if self.e1_bootstrap is None:
+            del record["e1_bootstrap"], record["p_e1_bootstrap"]
+        return record | self.extra
+
+    def with_extra(self, **extra: Any) -> Claim:
+        """This claim with question-specific keys added (returns itself)."""
+        self.extra.update(extra)
+        return self
+
+
 def interval_claim(result: TwoWayResult, *, claim: str, family: str, unit: str,
-                   role: str = "primary", e1_model: Mapping[str, Any] | None = None
-                   ) -> dict[str, Any]:
-    """A claim dict from a two-way result; ``e1_model`` (estimate/interval/p/method) replaces
+                   role: str = "primary", e1_model: Mapping[str, Any] | None = None) -> Claim:
+    """A claim from a two-way result; ``e1_model`` (estimate/interval/p/method) replaces
     the bootstrap E1 where the protocol names a model, and the bootstrap stays as
     e1_bootstrap. Holm fields are filled later by ``apply_holm``."""
     notes = [] if result.e3_reason is None else [result.e3_reason]
     if result.n_boot < PRECISE_P_BOOT and result.p_e1 < 0.01:
         notes.append(f"E1 bootstrap p < 0.01 from only {result.n_boot} replicates: rerun with "
                      f"n_boot >= {PRECISE_P_BOOT} before reporting it")
-    record: dict[str, Any] = {
-        "claim": claim, "family": family, "role": role, "unit": unit,
-        "estimate": result.estimate,
-        "e1": list(result.e1), "p_e1": result.p_e1, "e1_method": "paired problem bootstrap",
-        "e1_bootstrap": list(result.e1), "p_e1_bootstrap": result.p_e1,
-        "e3": list(result.e3), "p_e3": result.p_e3, "df_e3": result.df_e3,
-        "se_e3": result.se_e3,
-        "per_seed": list(result.per_seed), "n_seeds": result.n_seeds, "n_items": result.n_items,
-        "p_holm_e1": None, "p_holm_e3": None, "verdict": None, "notes": notes,
-    }
+    e1, p_e1, method = list(result.e1), result.p_e1, "paired problem bootstrap"
     if e1_model is not None:
-        record["e1"] = list(e1_model["interval"])
-        record["p_e1"] = e1_model["p"]
-        record["e1_method"] = e1_model["method"]
-    return record
+        e1, p_e1, method = list(e1_model["interval"]), e1_model["p"], e1_model["method"]
+    return Claim(claim=claim, family=family, role=role, unit=unit, estimate=result.estimate,
+                 e1=e1, p_e1=p_e1, e1_method=method, e1_bootstrap=list(result.e1),
+                 p_e1_bootstrap=result.p_e1, e3=list(result.e3), p_e3=result.p_e3,
+                 df_e3=result.df_e3, se_e3=result.se_e3, per_seed=list(result.per_seed),
+                 n_seeds=result.n_seeds, n_items=result.n_items, notes=notes)
 
 
-def apply_holm(claims: list[dict[str, Any]], *, alpha: float) -> None:
+def apply_holm(claims: list[Claim], *, alpha: float) -> None:
     """Fill p_holm_e1/p_holm_e3 and the verdict of every claim, Holm within each family."""
-    families: dict[str, list[dict[str, Any]]] = {}
+    families: dict[str, list[Claim]] = {}
     for record in claims:
-        families.setdefault(record["family"], []).append(record)
+        families.setdefault(record.family, []).append(record)
     for members in families.values():
         for key in ("e1", "e3"):
-            adjusted = holm([_as_p(record.get(f"p_{key}")) for record in members])
+            adjusted = holm([_as_p(getattr(record, f"p_{key}")) for record in members])
             for record, p in zip(members, adjusted, strict=True):
-                record[f"p_holm_{key}"] = float(p) if math.isfinite(p) else None
+                setattr(record, f"p_holm_{key}", float(p) if math.isfinite(p) else None)
     for record in claims:
-        record["verdict"] = _verdict(record, alpha)
+        record.verdict = _verdict(record, alpha)
 
 
 def _as_p(value: Any) -> float:
     return math.nan if value is None else float(value)
 
 
-def _verdict(record: Mapping[str, Any], alpha: float) -> str:
-    e1 = record.get("p_holm_e1")
-    e3 = record.get("p_holm_e3")
+def _verdict(record: Claim, alpha: float) -> str:
+    e1, e3 = record.p_holm_e1, record.p_holm_e3
     e1_rejects = e1 is not None and e1 < alpha
-    if record.get("n_seeds", 0) < 2 or e3 is None and ONE_SEED_REASON in record["notes"]:
+    if record.n_seeds < 2 or e3 is None and ONE_SEED_REASON in record.notes:
         return "one_seed_these_checkpoints" if e1_rejects else "one_seed_not_significant"
     if e3 is not None and e3 < alpha:
         return "across_seeds"

@@ -1,6 +1,6 @@
 """The Q5 section of a report: a matrix-CODI study run (L0 and L6, unablated) gets its
-prose, tables and figures 11 and 12; a run without latent thoughts says Q5 was not tested
-and lists figures 11 and 12 as missing with the reason."""
+prose, tables and latent figures; a run without latent thoughts gets no Q5 section, no latent
+figures and no notes about them."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from ablate.questions.latents import NO_LATENTS
+from ablate.questions.words import number, pair
 from ablate.report import ReportResult, RunAnalysis, analyze_run, write_report
-from ablate.report.codi_prose import NO_LATENTS
-from ablate.report.views import number, pair
 from ablate.store import RunStore
 from tests.stats.conftest import make_codi_records
 
@@ -80,13 +80,16 @@ def test_what_was_run_describes_the_study_and_tables_hold_q5(codi_report: Report
         assert (codi_report.out_dir / "tables" / table).stat().st_size > 0
 
 
-def test_codi_run_draws_figures_11_and_12(codi_report: ReportResult) -> None:
+def test_codi_run_draws_the_latent_figures(codi_report: ReportResult) -> None:
+    # The latent figures follow Q4's and precede the power figure (numbered in order of
+    # appearance: 9 and 10 here, since Q5's section comes after Q4's figures 7 and 8).
     figures = codi_report.out_dir / "figures"
-    for stem in ("fig11-latent-erank-profile", "fig12-latent-erank-by-depth"):
+    for stem in ("fig09-latent-erank-profile", "fig10-latent-erank-by-depth"):
         (png,) = figures.glob(f"{stem}-*.png")
         assert png.with_suffix(".svg").is_file()
         assert f"](figures/{png.name})" in _markdown(codi_report)
-    assert not {11, 12} & {m.number for m in codi_report.missing}
+    missing = {m.name for m in codi_report.missing}
+    assert not {"latent-erank-profile", "latent-erank-by-depth"} & missing
 
 
 def test_a_run_without_a_codi_model_has_no_q5_section(report: ReportResult) -> None:
@@ -94,9 +97,10 @@ def test_a_run_without_a_codi_model_has_no_q5_section(report: ReportResult) -> N
     # gets neither the section nor notes that they are missing.
     markdown = _markdown(report)
     assert Q5_HEADING not in markdown and NO_LATENTS not in markdown
-    assert not {11, 12} & {m.number for m in report.missing}
+    assert not {"latent-erank-profile", "latent-erank-by-depth"} & {
+        m.name for m in report.missing}
     assert "Figure 11" not in markdown and "Figure 12" not in markdown
-    assert not list((report.out_dir / "figures").glob("fig1[12]-*"))
+    assert not list((report.out_dir / "figures").glob("fig*-latent-*"))
 
 
 def test_a_codi_run_without_l0_says_the_number_of_latents_is_not_tested(

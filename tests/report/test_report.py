@@ -15,11 +15,11 @@ import pytest
 
 from ablate.errors import AblateError
 from ablate.plots import figure_style
+from ablate.questions import tables_from_analysis
+from ablate.questions.words import E1_WORDS, E3_WORDS, number, pair
 from ablate.report import analysis_json, write_report
-from ablate.report.figures import plan_figures
-from ablate.report.prose import E1_WORDS, E3_WORDS
-from ablate.report.views import number, pair
-from ablate.stats import tables_from_analysis
+from ablate.report.assemble import evidence_of
+from ablate.report.figures import PlannedFigure, plan_figures
 
 
 def read(report, name: str) -> str:
@@ -141,17 +141,21 @@ def test_a_bad_validation_table_is_a_user_error(run, tmp_path):
         write_report(run, tmp_path / "out", validation=Path(tmp_path / "missing.csv"))
 
 
-FOREST_FIGURES = (2, 3, 6)  # a notes column right of the panel leaves titles no slack
+# A notes column right of the panel leaves titles no slack.
+FOREST_FIGURES = ("ablation-minus-control", "adjacent-contrasts", "slopes-by-head")
 
 
 def test_figure_titles_stay_inside_the_figure(run):
     # Invariant: at the saved resolution, a left-aligned panel title ends inside the
     # figure (with a margin) and does not run past its panel into the notes column; Figure
     # 6's one-line title used to be clipped at the right edge.
-    specs, _ = plan_figures(run, None)
+    plan = plan_figures(evidence_of(run), None)
+    specs = [item for items in plan.values() for item in items
+             if isinstance(item, PlannedFigure) and item.spec.name in FOREST_FIGURES]
+    assert {spec.spec.name for spec in specs} == set(FOREST_FIGURES)
     margin = 0.1  # inches
-    for spec in (s for s in specs if s.number in FOREST_FIGURES):
-        fig, _ = spec.draw()
+    for spec in specs:
+        fig, _ = spec.spec.draw()
         with figure_style():
             fig.savefig(io.BytesIO(), format="png")  # lays the figure out at savefig dpi
             renderer = fig.canvas.get_renderer()

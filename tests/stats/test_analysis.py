@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from ablate.errors import AblateError
-from ablate.stats.analysis import analyze_records, tables_from_analysis
+from ablate.questions import analyze_records, tables_from_analysis
 from ablate.stats.claims import VERDICTS
 from ablate.stats.multiplicity import holm
 from tests.stats.conftest import make_records

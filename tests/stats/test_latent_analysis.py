@@ -10,9 +10,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ablate.stats.analysis import analyze_records
+from ablate.questions import analyze_records
+from ablate.questions.latents import base_label
 from ablate.stats.frames import select
-from ablate.stats.latent_analysis import base_label
 from tests.stats.conftest import (
     ACCURACY,
     LATENT_DEPTH_EFFECT,
