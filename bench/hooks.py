@@ -20,7 +20,7 @@ def _bare_forward(model: MatrixThinker, ids: torch.Tensor, T: int) -> torch.Tens
     M = model.embed(ids)
     for _ in range(T):
         for block in model.layers:
-            M = block.think(block.attn(M)[0])
+            M = block.think(block.attn(M))
     return model.head(model.final_norm(M))
 
 

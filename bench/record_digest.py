@@ -132,7 +132,7 @@ def run_records(experiment: Path, code: Path, limit: int | None) -> pd.DataFrame
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(
             [str(code), *filter(None, [os.environ.get("PYTHONPATH")])])}
         probe = subprocess.run([sys.executable, "-c", "import ablate; print(ablate.__file__)"],
-                               env=env, capture_output=True, text=True, check=True)
+                               env=env, capture_output=True, text=True, check=True, cwd=scratch)
         used = Path(probe.stdout.strip()).resolve()
         if not used.is_relative_to(code.resolve()):
             raise SystemExit(f"`import ablate` resolved to {used}, not under {code}")

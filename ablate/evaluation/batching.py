@@ -58,6 +58,30 @@ def left_pad(
     return ids.to(device), mask.to(device), positions.to(device)
 
 
+def available_memory(device: torch.device) -> int | None:
+    """Bytes this process could still allocate on ``device`` (CUDA: free device memory;
+    CPU: MemAvailable of /proc/meminfo), or None where that cannot be read."""
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return int(free)
+    try:
+        with open("/proc/meminfo") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def decode_memory_budget(device: torch.device) -> int:
+    """Bytes the decode caches of one generative batch may use: a quarter of what is
+    available (at d = 32, T = 8, 8 layers a generated position costs 512 KiB per row),
+    and 2 GiB where that cannot be read."""
+    available = available_memory(device)
+    return available // 4 if available is not None else 2 << 30
+
+
 def autocast(device: torch.device, precision: str) -> AbstractContextManager:
     """bf16 autocast on CUDA for "bf16"; nothing for "float32"."""
     if precision not in PRECISIONS:
