@@ -180,11 +180,12 @@ class _Decoder:
         return _Prefill(cache, mask.sum(1), every, generating), states, (rows, cols, last)
 
     def branch(self, prefill: _Prefill, index: int, condition: Condition, Y: torch.Tensor,
-               rows: torch.Tensor, last: torch.Tensor) -> _Branch:
+               rows: torch.Tensor, last: torch.Tensor,
+               erank: torch.Tensor | None = None) -> _Branch:
         """A condition's first logits and head ranks from its head inputs Y (N, d, d) at
-        the real positions."""
+        the real positions (``erank`` (N,): their effective ranks, when known)."""
         head = RankSums(len(prefill.positions), 1)
-        head.add(effective_rank(Y)[None].cpu(), rows)
+        head.add((erank if erank is not None else effective_rank(Y).cpu())[None], rows)
         with self._precision():
             logits = self.model.head(Y[last]).float()  # (B, V), rows in order
         return _Branch(index, condition, logits, _copy_sums(prefill.every),
@@ -258,7 +259,10 @@ class _Decoder:
                 with self._precision():
                     Yc = ends.condition_head_input(branch.condition, self.model.final_norm,
                                                    self.eval_seed)
-            branch.head.add(effective_rank(Yc)[None].cpu(), prompts)
+                erank = ends.head_input_erank(branch.condition, Yc, self.eval_seed)
+            else:
+                erank = effective_rank(Yc).cpu()
+            branch.head.add(erank[None], prompts)
             with self._precision():
                 part = self.model.head(Yc).float()
             if logits is None:
@@ -335,7 +339,9 @@ def run_generative(
             for ci in shared:
                 with autocast(device, precision):
                     Y = ends.condition_head_input(conditions[ci], model.final_norm, eval_seed)
-                branches.append(decoder.branch(prefill, ci, conditions[ci], Y, rows, last))
+                erank = ends.head_input_erank(conditions[ci], Y, eval_seed)
+                branches.append(decoder.branch(prefill, ci, conditions[ci], Y, rows, last,
+                                               erank))
             del ends
             for start in range(0, len(branches), per_decode):
                 group = branches[start:start + per_decode]

@@ -190,8 +190,10 @@ def _metrics(
     Y: torch.Tensor,
     ranks: tuple[list, list],
     precision_context: Callable[[], AbstractContextManager],
+    head_erank: torch.Tensor | None = None,
 ) -> list[dict[str, Any]]:
-    """Metric columns per item from the head inputs Y (N, d, d) at the real positions."""
+    """Metric columns per item from the head inputs Y (N, d, d) at the real positions
+    (``head_erank`` (N,): their effective ranks, when already known)."""
     with precision_context():
         logits = model.head(Y[layout.scored])  # (S, V)
     logp = logits.float().log_softmax(-1).gather(1, layout.scored_target[:, None])[:, 0]
@@ -200,10 +202,12 @@ def _metrics(
     nats = [-v for v in _segment_sum(logp, layout.scored_item, n)]
     answer_loglik = _segment_sum(logp * layout.answer, layout.scored_item, n)
     misses = _segment_sum(miss, layout.scored_item, n)
-    head_erank = RankSums(n, 1)
-    head_erank.add(effective_rank(Y)[None].cpu(), layout.rows)
+    head_sums = RankSums(n, 1)
+    if head_erank is None:
+        head_erank = effective_rank(Y).cpu()
+    head_sums.add(head_erank[None], layout.rows)
     per_iter, answer_per_iter = ranks
-    head_means = head_erank.means()
+    head_means = head_sums.means()
     return [
         {
             "answer_loglik": answer_loglik[b],
@@ -265,7 +269,8 @@ def run_teacher_forced(
             for ci in shared:
                 with precision_context():
                     Y = ends.condition_head_input(conditions[ci], model.final_norm, eval_seed)
-                store(ci, batch, _metrics(model, layout, Y, ranks, precision_context))
+                erank = ends.head_input_erank(conditions[ci], Y, eval_seed)
+                store(ci, batch, _metrics(model, layout, Y, ranks, precision_context, erank))
         for ci in separate:
             with precision_context(), model.hooks(conditions[ci].hooks(eval_seed)):
                 states = model(layout.ids, T, return_states=True, head=False).states

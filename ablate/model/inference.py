@@ -20,6 +20,7 @@ measures the speed.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import torch
@@ -80,18 +81,37 @@ def _project(p: RowThenColProjection, X: torch.Tensor) -> torch.Tensor:
     return torch.mm(Y.view(-1, d), p.B).view(d, -1, d)  # rows of every X_j times B
 
 
+def _project_each(projections: Sequence[RowThenColProjection], X: torch.Tensor) -> torch.Tensor:
+    """silu(A_p X) B_p for every projection p: (P, d, n, d) from X (d, n, d), with one
+    product for all the A_p and one batched product for the B_p."""
+    d, P = X.shape[0], len(projections)
+    A = torch.cat([p.A for p in projections])  # (P*d, d)
+    Y = F.silu(torch.mm(A, X.reshape(d, -1)), inplace=True)  # (P*d, n*d)
+    B = torch.stack([p.B for p in projections])  # (P, d, d)
+    return torch.bmm(Y.view(P, -1, d), B).view(P, d, -1, d)
+
+
+def _project_pairwise(projections: Sequence[RowThenColProjection],
+                      X: torch.Tensor) -> torch.Tensor:
+    """silu(A_p X_p) B_p for X (P, d, n, d): projection p of input p."""
+    P, d = X.shape[:2]
+    A = torch.stack([p.A for p in projections])  # (P, d, d)
+    Y = F.silu(torch.bmm(A, X.reshape(P, d, -1)), inplace=True)  # (P, d, n*d)
+    B = torch.stack([p.B for p in projections])
+    return torch.bmm(Y.view(P, -1, d), B).view(P, d, -1, d)
+
+
 def _think(layer: MultiplicativeThinkingLayer, M: torch.Tensor,
            out: torch.Tensor | None = None) -> torch.Tensor:
     """The thinking layer (spec §2.5) on M (d, n, d): M + update, into ``out`` if given."""
     X = _norm(layer.norm, M)  # (d, n, d)
     d = X.shape[0]
     s = layer.scale.clamp(0.01, 0.5)
-    eye = layer.I[:, None, :]
-    factors = []
-    for gate, value, up in ((layer.delta_gate, layer.delta_value, layer.delta_up),
-                            (layer.gamma_gate, layer.gamma_value, layer.gamma_up)):
-        inner = F.silu(_project(gate, X), inplace=True).mul_(_project(value, X))
-        factors.append(_project(up, inner).mul_(s).add_(eye).transpose(0, 1))  # I + Δ, I + Γ
+    gates_values = _project_each((layer.delta_gate, layer.delta_value, layer.gamma_gate,
+                                  layer.gamma_value), X)  # (4, d, n, d)
+    inner = F.silu(gates_values[0::2]).mul_(gates_values[1::2])  # (2, d, n, d)
+    factors = _project_pairwise((layer.delta_up, layer.gamma_up), inner)  # Δ, Γ before s
+    factors = factors.mul_(s).add_(layer.I[:, None, :]).transpose(1, 2)  # (2, n, d, d): I+Δ, I+Γ
     Xm = X.transpose(0, 1)  # (n, d, d): the matrices themselves
     update = torch.bmm(torch.bmm(factors[0], Xm), factors[1])  # (I+Δ) X (I+Γ), (n, d, d)
     rows = X.view(-1, d)  # (d*n, d): every row of every matrix
@@ -135,8 +155,9 @@ def _attention(
     for rows, cols in pieces:
         X = _norm(attn.norm, _flat(R, rows, cols))
         nb, nl = rows.stop - rows.start, cols.stop - cols.start
-        for proj, dst in ((attn.q_proj, q), (attn.k_proj, k), (attn.v_proj, v)):
-            dst[rows, :, cols] = _heads(attn, _project(proj, X), nb, nl)
+        projected = _project_each((attn.q_proj, attn.k_proj, attn.v_proj), X)  # (3, d, n, d)
+        for P, dst in zip(projected, (q, k, v), strict=True):
+            dst[rows, :, cols] = _heads(attn, P, nb, nl)
     if cache is None:
         return attn.attend(q, k, v, mask, causal=mask is None)
     return cache.attend(slot, attn, q, k, v, mask)
