@@ -211,9 +211,16 @@ class SharedPrefixCache:
     values stay in ``prefix`` (read for all C rows at once); each row's generated tokens
     have their own buffers of ``capacity`` positions (doubled when full). ``keep`` drops
     finished rows: the next call's input holds the kept rows in order.
+
+    ``static=True`` fixes every shape, so that a decode step can be captured as a CUDA
+    graph and replayed: all G·C rows are computed at every call (``keep`` is not
+    available), attention runs over the whole ``capacity`` with a mask built from a step
+    counter on the device, and at most ``capacity`` tokens can be decoded. The token
+    history (``ids``) is not kept, so embeddings that read it (bigram) cannot use it.
     """
 
-    def __init__(self, prefix: DecodeCache, n_branches: int, capacity: int) -> None:
+    def __init__(self, prefix: DecodeCache, n_branches: int, capacity: int,
+                 static: bool = False) -> None:
         if not prefix.kv:
             raise AblateError("the prompt cache is empty: run the prompt pass through it first")
         G = next(iter(prefix.kv.values()))[0].shape[0]
@@ -228,12 +235,14 @@ class SharedPrefixCache:
         self._group = torch.arange(G, device=device)  # prompt of each prefix row
         self._grid = (G, C)  # slots: prefix row g, branch c -> slot g * C + c
         self._active = torch.arange(G * C, device=device)  # slot of each live row, in order
+        self._all_live = True
         self._capacity = max(1, int(capacity))
         self._suffix: dict[Slot, KV] = {}
         self._generated: list[torch.Tensor] = []  # (slots,) token ids per step
-        self._pending: dict[Slot, KV] = {}
         self.prefix_length = Lp
         self.steps = 0
+        self.static = static
+        self._step = torch.zeros((), dtype=torch.long, device=device)  # the steps, on device
 
     @property
     def length(self) -> int:
@@ -246,7 +255,7 @@ class SharedPrefixCache:
     @property
     def ids(self) -> torch.Tensor | None:
         """(rows, length) token history of the live rows (for embeddings that read it)."""
-        if self._prefix_ids is None:
+        if self._prefix_ids is None or self.static:
             return None
         G, C = self._grid
         prompt_of_slot = torch.arange(G * C, device=self._active.device) // C
@@ -257,11 +266,16 @@ class SharedPrefixCache:
 
     def keep(self, rows: torch.Tensor | list[int]) -> None:
         """Continue only the live rows at these indices (in the current row order)."""
+        if self.static:
+            raise AblateError("a static shared-prefix cache computes every row at every "
+                              "step; ignore finished rows instead of dropping them")
         index = torch.as_tensor(rows, dtype=torch.long, device=self._active.device)
         self._active = self._active[index]
         G, C = self._grid
         if 2 * self._active.numel() <= G * C and self._active.numel():
             self._compact()
+        G, C = self._grid
+        self._all_live = torch.equal(self._active, torch.arange(G * C, device=index.device))
 
     def _compact(self) -> None:
         """Rebuild the slot grid around the live rows: prompts without live rows are
@@ -318,11 +332,15 @@ class SharedPrefixCache:
         G, C = self._grid
         n_slots = G * C
         s = self.steps
+        _, H, _, h, d = q.shape
+        if self.static:
+            return self._attend_static(slot, attn, q, k, v)
         K_s, V_s = self._suffix_buffers(slot, k, n_slots, s + 1)
         K_s[self._active, :, s] = k[:, :, 0]
         V_s[self._active, :, s] = v[:, :, 0]
-        _, H, _, h, d = q.shape
-        grid_q = self._scatter(q[:, :, 0], self._active, n_slots)  # (slots, H, h, d)
+        # (slots, H, h, d); with every slot live in slot order, no scatter is needed
+        new_q = q[:, :, 0]
+        grid_q = new_q if self._all_live else self._scatter(new_q, self._active, n_slots)
         by_prompt = grid_q.view(G, C, H, h, d).transpose(1, 2)  # (G, H, C, h, d)
         K_p, V_p = self._prefix[slot]  # (G, H, Lp, h, d)
         prefix_scores = attn.scores(by_prompt, K_p)  # (G, H, C, Lp)
@@ -338,7 +356,29 @@ class SharedPrefixCache:
         out_prefix = attn.mix(w_prefix, by_prompt, K_p, V_p)  # (G, H, C, h, d)
         out_own = attn.mix(w[..., Lp:], own_q, K_s[:, :, : s + 1], V_s[:, :, : s + 1])
         out = out_prefix.transpose(1, 2).reshape(n_slots, H, 1, h, d) + out_own
-        return out[self._active]
+        return out if self._all_live else out[self._active]
+
+    def _attend_static(self, slot: Slot, attn: _MatrixAttention, q: torch.Tensor,
+                       k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """``attend`` with fixed shapes: every row, the whole capacity, a device mask."""
+        G, C = self._grid
+        R, H, _, h, d = q.shape
+        K_s, V_s = self._suffix_buffers(slot, k, R, self._capacity)
+        K_s.index_copy_(2, self._step.view(1), k)
+        V_s.index_copy_(2, self._step.view(1), v)
+        by_prompt = q[:, :, 0].view(G, C, H, h, d).transpose(1, 2)  # (G, H, C, h, d)
+        K_p, V_p = self._prefix[slot]
+        prefix_scores = attn.scores(by_prompt, K_p).masked_fill(
+            ~self._prefix_valid[:, None, None, :], float("-inf"))  # (G, H, C, Lp)
+        own_scores = attn.scores(q, K_s)  # (R, H, 1, capacity)
+        future = torch.arange(K_s.shape[2], device=q.device) > self._step
+        own_scores = own_scores.masked_fill(future, float("-inf"))
+        Lp = K_p.shape[2]
+        scores = torch.cat([prefix_scores.transpose(1, 2).reshape(R, H, 1, Lp), own_scores], -1)
+        w = torch.softmax(scores, dim=-1)
+        w_prefix = w[..., :Lp].reshape(G, C, H, Lp).transpose(1, 2)
+        out_prefix = attn.mix(w_prefix, by_prompt, K_p, V_p).transpose(1, 2)
+        return out_prefix.reshape(R, H, 1, h, d) + attn.mix(w[..., Lp:], q, K_s, V_s)
 
     def _suffix_buffers(self, slot: Slot, like: torch.Tensor, n_slots: int, end: int) -> KV:
         buffers = self._suffix.get(slot)
@@ -358,7 +398,8 @@ class SharedPrefixCache:
 
     def advance(self, L: int, input_ids: torch.Tensor | None) -> None:
         assert L == 1
-        if input_ids is not None:
+        self._step.add_(1)
+        if input_ids is not None and not self.static:
             G, C = self._grid
             self._generated.append(self._scatter(input_ids[:, 0], self._active, G * C))
         self.steps += 1

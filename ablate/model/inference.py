@@ -121,6 +121,7 @@ def _think(layer: MultiplicativeThinkingLayer, M: torch.Tensor,
     gates = (X * gate_w).sum(1).sum(-1)  # (2, n): <W, X_j> for both gates
     g_m = torch.sigmoid(gates[0] + layer.gate_mult_bias)  # (n,)
     g_w = torch.sigmoid(gates[1] + layer.gate_write_bias)
+    update = update.to(X.dtype)  # float32 under autocast, as on the reference path
     update.sub_(Xm).mul_(g_m[:, None, None])  # g_m (m_mult - X)
     update.addcmul_((v * g_w).t()[:, :, None], k.t()[:, None, :])  # + g_w v kᵀ
     return torch.add(M, update.transpose(0, 1), out=out)
@@ -145,11 +146,15 @@ def _attention(
     """The attention output O (B, H, L, h, d) of every position of R (d, B, L, d)."""
     d, B, L, _ = R.shape
     shape = torch.Size((B, attn.n_heads, L, attn.head_dim, d))
-    if "q" not in buffers or buffers["q"].shape != shape:
-        buffers.update({name: R.new_empty(shape) for name in ("q", "k", "v")})
+    # Under autocast, queries, keys and values are kept (and cached) in its dtype, as the
+    # projections that produce them return it.
+    autocast = R.is_cuda and torch.is_autocast_enabled("cuda")
+    dtype = torch.get_autocast_dtype("cuda") if autocast else R.dtype
+    if "q" not in buffers or buffers["q"].shape != shape or buffers["q"].dtype != dtype:
+        buffers.update({name: R.new_empty(shape, dtype=dtype) for name in ("q", "k", "v")})
     q = buffers["q"]
     k, v = buffers["k"], buffers["v"]
-    reserved = cache.reserve(slot, shape, R) if cache is not None else None
+    reserved = cache.reserve(slot, shape, q) if cache is not None else None
     if reserved is not None:
         k, v = reserved  # written straight into the cache
     for rows, cols in pieces:
@@ -168,7 +173,7 @@ def _attention_output(attn: _MatrixAttention, O: torch.Tensor, R: torch.Tensor,
     """M + o_proj(merged O) for one chunk: (d, n, d)."""
     d = attn.d
     merged = O[rows, :, cols].permute(1, 3, 0, 2, 4).reshape(d, -1, d)  # (d, n, d)
-    return _project(attn.o_proj, merged).add_(_flat(R, rows, cols))
+    return torch.add(_flat(R, rows, cols), _project(attn.o_proj, merged))  # R's dtype
 
 
 def _fire(model: MatrixThinker, name: str, R: torch.Tensor) -> torch.Tensor:

@@ -102,7 +102,9 @@ class MatrixThinker(HookedMixin, PreTrainedModel):
         L = input_ids.shape[1]
         if position_ids is None:
             position_ids = torch.arange(offset, offset + L, device=input_ids.device)[None]
-        top = int(position_ids.max()) if position_ids.numel() else -1
+        # (Skipped while a CUDA graph is captured: reading the maximum would synchronise.)
+        capturing = position_ids.is_cuda and torch.cuda.is_current_stream_capturing()
+        top = int(position_ids.max()) if position_ids.numel() and not capturing else -1
         if top >= self.config.max_len:
             raise AblateError(
                 f"sequence reaches position {top} but the model's max_len is "
@@ -139,7 +141,8 @@ class MatrixThinker(HookedMixin, PreTrainedModel):
         if embeds is None:
             if input_ids is None:
                 raise AblateError("forward needs input_ids or embeds")
-            history = cache.ids if cache is not None else None
+            reads_history = self.config.embedding == "bigram"
+            history = cache.ids if cache is not None and reads_history else None
             M = self.embed(input_ids, position_ids, history, offset=past_len)  # (B, L, d, d)
         else:
             M = embeds

@@ -152,3 +152,25 @@ def test_shared_prefix_decoding_equals_separate_caches(attention):
                 kept = [live.index(r) for r in keep_after[s]]
                 shared.keep(kept)
                 live = keep_after[s]
+
+
+def test_static_shared_prefix_cache_equals_the_dynamic_one():
+    # Invariant: the fixed-shape variant (for CUDA graphs: whole capacity, device step
+    # counter, every row computed) gives the logits of the dynamic cache.
+    model = tiny_model()
+    gen = torch.Generator().manual_seed(5)
+    prompts = torch.randint(0, 256, (2, 4), generator=gen)
+    tokens = torch.randint(0, 256, (4, 5), generator=gen)
+    with torch.no_grad():
+        caches = []
+        for static in (False, True):
+            prefix = DecodeCache()
+            model(prompts, cache=prefix)
+            caches.append(SharedPrefixCache(prefix, n_branches=2, capacity=5, static=static))
+        for s in range(5):
+            pos = torch.full((4, 1), 4 + s)
+            dynamic, static = (model(tokens[:, s:s + 1], position_ids=pos, cache=c).logits
+                               for c in caches)
+            torch.testing.assert_close(static, dynamic, rtol=1e-5, atol=1e-5)
+    with pytest.raises(Exception, match="every row"):
+        caches[1].keep([0])
