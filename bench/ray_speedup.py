@@ -31,7 +31,7 @@ import torch
 
 from ablate.checkpoint import save_checkpoint
 from ablate.executors import Executor, LocalExecutor, run_experiment
-from ablate.executors_ray import RayExecutor
+from ablate.executors.ray import RayExecutor
 from ablate.experiment import Experiment
 from ablate.model import MatrixThinker, MatrixThinkerConfig
 from ablate.tokenizer import ByteTokenizer
