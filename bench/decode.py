@@ -46,7 +46,7 @@ def _prompts(tokenizer, items, steps: int, keep_last: int | None):
     from ablate.tasks import get_task
 
     prompts = encode_prompts(tokenizer, items, get_task("gsm8k"), few_shot=0, train_items=None,
-                             eval_seed=0, max_new_tokens=steps, max_len=1024)
+                             eval_seed=0, max_new_tokens=steps, max_len=2048)
     if keep_last:
         prompts = [dataclasses.replace(p, prompt_ids=p.prompt_ids[-keep_last:]) for p in prompts]
     return [dataclasses.replace(p, stop_sequences=(), max_new_tokens=steps) for p in prompts]

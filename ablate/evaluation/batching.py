@@ -33,6 +33,32 @@ def length_sorted_batches(lengths: Sequence[int], batch_size: int) -> list[list[
     return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
 
 
+# Matrix entries one teacher-forced forward pass may hold per state tensor: 2^24 float32
+# (64 MiB; 16384 positions at d = 32). A pass keeps ~6 such tensors plus the float64
+# decomposition of the head input, ~42 KiB per position at d = 32 (measured), so this
+# bounds a research-size job's peak near 1 GiB whatever its batch size (bench/memory.py).
+MAX_PASS_ENTRIES = 1 << 24
+
+
+def within_memory(batch: Sequence[int], lengths: Sequence[int], d: int,
+                  max_entries: int | None = None) -> list[list[int]]:
+    """``batch`` (item indices, longest first) cut into consecutive passes whose padded
+    positions times d² stay within ``max_entries`` (default ``MAX_PASS_ENTRIES``; at least
+    one item per pass). Results do not depend on the cut: each item's positions are
+    computed on their own."""
+    max_entries = max_entries or MAX_PASS_ENTRIES
+    passes: list[list[int]] = []
+    for index in batch:
+        if passes:
+            current = passes[-1]
+            width = max(lengths[i] for i in current + [index])
+            if (len(current) + 1) * width * d * d <= max_entries:
+                current.append(index)
+                continue
+        passes.append([index])
+    return passes
+
+
 def right_pad(sequences: Sequence[Sequence[int]], device: torch.device) -> torch.Tensor:
     """(B, L_max) ids, each row's tokens first."""
     width = max(len(s) for s in sequences)
