@@ -6,7 +6,9 @@ the way to use more cores is more jobs at once. ``ProcessExecutor`` keeps the
 ``on_done`` writes them, so a killed run loses only the jobs in flight. Workers are
 spawned (not forked: torch's thread pools do not survive a fork) and ignore Ctrl-C; on
 an interrupt or a failed write the driver stops them. A worker that dies (killed, out of
-memory) stops the run with the finished jobs saved.
+memory) stops the run with the finished jobs saved. As with any spawned process, a script
+that uses it must guard its entry point (``if __name__ == "__main__":``): workers import
+the main module.
 
     >>> with ProcessExecutor(workers=2) as executor:            # doctest: +SKIP
     ...     run_experiment(experiment, "runs/quickstart", executor=executor)
