@@ -137,7 +137,10 @@ def run_records(experiment: Path, code: Path, limit: int | None) -> pd.DataFrame
         if not used.is_relative_to(code.resolve()):
             raise SystemExit(f"`import ablate` resolved to {used}, not under {code}")
         start = time.perf_counter()
-        subprocess.run(command, env=env, check=True, cwd=scratch, stdout=subprocess.DEVNULL)
+        done = subprocess.run(command, env=env, cwd=scratch, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE, text=True)
+        if done.returncode:
+            raise SystemExit(f"{' '.join(command)} failed ({done.returncode}):\n{done.stderr}")
         print(f"  ran {experiment.name} with the code of {code} in "
               f"{time.perf_counter() - start:.1f} s", file=sys.stderr)
         files = sorted((run_dir / "records").glob("*.parquet"))
