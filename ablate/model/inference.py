@@ -3,14 +3,14 @@
 At d = 32 every operation of a block acts on B·L small matrices. Run over all positions
 at once (the reference ``ThinkingBlock`` code, which training uses), each of the ~40
 elementwise passes of a block streams megabytes through memory and the left products
-``A X`` each need a transposing copy; at research batch sizes that ran at a fifth of
-the speed of ``torch.bmm`` on the same shapes. Here the states are held row-outer,
-(d, B, L, d), so that over a group of positions both ``A X`` and ``X B`` are one matrix
-product on the storage as it is, and every per-position step (norms, projections, the
-thinking layer) runs on chunks of positions whose tensors stay in the core's cache
-(``CPU_CHUNK_ENTRIES``); only attention sees all positions. On CUDA there is one chunk (the whole
-batch). Hook points fire on the full tensors between steps, as in the reference path
-(a hook gets the (B, L, d, d) view of the row-outer storage). The results equal the
+``A X`` each need a transposing copy. Here the states are held row-outer, (d, B, L, d),
+so that over a group of positions both ``A X`` and ``X B`` are one matrix product on the
+storage as it is, projections that read the same input share one product, and every
+per-position step (norms, projections, the thinking layer) runs on chunks of positions
+whose tensors stay in the core's cache (``CPU_CHUNK_ENTRIES``); only attention sees all
+positions. On CUDA there is one chunk (the whole batch). Hook points fire on the full
+tensors between steps, as in the reference path (a hook gets the (B, L, d, d) view of
+the row-outer storage). The results equal the
 reference path up to float round-off (tests/model/test_inference.py); bench/forward.py
 measures the speed.
 
