@@ -192,3 +192,15 @@ def test_a_ctrl_c_no_command_handles_exits_130_with_a_line(monkeypatch, capsys):
     monkeypatch.setattr(report_cmd, "_analyze", interrupted)
     assert main(["stats", "runs/anything"]) == 130
     assert capsys.readouterr().err.startswith("interrupted:")
+
+
+def test_validate_estimate_projects_time_and_memory_per_worker_count(tmp_path, capsys):
+    # The estimate calibrates each group of equal jobs and prints one row per number of
+    # jobs at once; --workers and --executor ray do not mix.
+    experiment = write_experiment(tmp_path)
+    assert main(["validate", str(experiment), "--estimate"]) == 0
+    out = capsys.readouterr().out
+    assert "estimate (calibrated on this machine" in out and "per job, peak" in out
+    assert "(default)" in out
+    assert main(["run", str(experiment), "--executor", "ray", "--workers", "2"]) == 2
+    assert "--workers applies to the local machine" in capsys.readouterr().err
