@@ -31,6 +31,7 @@ import tomli_w
 
 from ablate.config import MODES, Table, check_device_name, config_hash, read_toml
 from ablate.errors import AblateError
+from ablate.schema import JOB_COLUMNS
 
 VERSION = 1
 # Loader settings a checkpoint file cannot tell (spec §3.6), passed to load_checkpoint;
@@ -225,9 +226,6 @@ def load_experiment(path: str | Path) -> Experiment:
     return _parse(data, str(path))
 
 
-# Columns run_job puts in front of the evaluation's item, condition and metric columns.
-JOB_COLUMNS = ("job_id", "checkpoint", "config_label", "train_seed", "eval_seed", "task",
-               "split", "mode", "n_iterations")
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 

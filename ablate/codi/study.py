@@ -39,7 +39,6 @@ from ablate.codi.sequences import clean_answer
 from ablate.codi.study_config import StudyConfig
 from ablate.errors import AblateError
 from ablate.evaluation.records import to_frame
-from ablate.experiment import JOB_COLUMNS
 from ablate.projections import (
     decompose,
     draw_generator,
@@ -48,6 +47,7 @@ from ablate.projections import (
     svd_project,
 )
 from ablate.rank import spectral_summary
+from ablate.schema import CODI_COLUMNS, JOB_COLUMNS, dtypes
 from ablate.store import RunStore
 from ablate.tasks import get_task
 from ablate.tasks.base import Item
@@ -57,18 +57,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-# Columns added to the shared record schema, with their pandas dtypes.
-CODI_COLUMNS = {
-    "model_kind": "string",  # "native" | "research"
-    "n_latents": "int64",
-    "latent_index": "Int64",  # the edited latent j; <NA> when every latent (or none) is
-    "n_question_tokens": "int64",
-    "latent_erank": "object",  # n_latents floats: research effective rank of each Z_j
-    "latent_erank_mean": "float64",  # their mean; NaN without latents
-    "latent_stable_rank": "object",
-    "latent_participation_ratio": "object",
-    "latent_numerical_rank": "object",
-}
 # Conditions evaluated together (sharing the question pass); bounds progress granularity.
 CONDITIONS_PER_PASS = 8
 # records finished, records in the job
@@ -246,7 +234,7 @@ def run_study_job(config: StudyConfig, job: StudyJob, solver: Any, items: Sequen
         if progress is not None:
             progress(done, total)
     frame = to_frame(rows)
-    for column, dtype in CODI_COLUMNS.items():
+    for column, dtype in dtypes(CODI_COLUMNS).items():
         values = [extra[column] for extra in extras]
         frame[column] = pd.Series(values, dtype=dtype) if dtype != "object" else values
     job_columns = {
