@@ -136,7 +136,7 @@ def eval_command(
         solver.settings.n_latents if hasattr(solver, "settings") else solver.n_latents)
     source = get_task(task, **options)
     items = source.load(split, path=data_path, limit=limit)
-    outcomes = evaluate_items(solver, items, n_latents, batch_size=batch_size,
+    outcomes = evaluate_items(solver, items, n_latents, task=source, batch_size=batch_size,
                               max_question_tokens=max_question_tokens)
     report: dict[str, Any] = {"checkpoint": checkpoint, "task": task, "task_options": options,
                               "split": split,

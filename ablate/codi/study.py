@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 import torch
 
-from ablate.codi.evaluation import LatentEdit, Outcome, evaluate_conditions
+from ablate.codi.evaluation import HookTable, Outcome, evaluate_conditions
 from ablate.codi.sequences import clean_answer
 from ablate.codi.study_config import StudyConfig
 from ablate.errors import AblateError
@@ -85,10 +85,10 @@ class LatentCondition:
         draw = f":draw={self.draw}" if self.draw is not None else ""
         return f"{self.intervention}@{self.site}:k={self.k}{draw}"
 
-    def edit(self, d: int, eval_seed: int) -> LatentEdit | None:
-        """The edit applied to each latent Z_j (B, d, d) as it is produced."""
+    def edit(self, d: int, eval_seed: int) -> HookTable:
+        """The hooks editing each latent Z_j (B, d, d) as it is produced."""
         if self.intervention == "none":
-            return None
+            return {}
         assert self.k is not None
         k, target = self.k, self.target
         basis = None
@@ -96,14 +96,14 @@ class LatentCondition:
             assert self.draw is not None
             basis = random_subspace(d, k, generator=draw_generator(eval_seed, self.draw, k))
 
-        def edit(Z: torch.Tensor, j: int) -> torch.Tensor:
-            if target is not None and j != target:
+        def edit(Z: torch.Tensor, name: str) -> torch.Tensor:
+            if target is not None and name != f"latent.{target}":
                 return Z
             if basis is None:
                 return svd_project(decompose(Z), k)
             return random_project(Z, basis)
 
-        return edit
+        return {"latent.*": edit}
 
 
 def expand_latent_conditions(config: StudyConfig, n_latents: int, d: int | None,
@@ -220,8 +220,9 @@ def run_study_job(config: StudyConfig, job: StudyJob, solver: Any, items: Sequen
     # Conditions go to the model in groups that share one read of each question batch.
     for begin in range(0, len(conditions), CONDITIONS_PER_PASS):
         group = conditions[begin:begin + CONDITIONS_PER_PASS]
-        edits = [c.edit(d, job.eval_seed) if d is not None else None for c in group]
+        edits = [c.edit(d, job.eval_seed) if d is not None else {} for c in group]
         per_edit = evaluate_conditions(solver, items, job.n_latents, edits,
+                                       task=get_task(config.task.name, **config.task.options),
                                        max_new_tokens=config.max_new_tokens,
                                        batch_size=config.batch_size,
                                        max_question_tokens=config.max_question_tokens)
@@ -290,10 +291,10 @@ def _record(config: StudyConfig, job: StudyJob, condition: LatentCondition, outc
         "answer_loglik": solution.answer_loglik, "solution_nats": nats,
         "solution_bytes": n_bytes, "bits_per_byte": nats / math.log(2) / n_bytes,
         "tf_exact_match": solution.tf_exact_match, "prediction": solution.generation,
-        "correct_strict": outcome.lm_eval.correct_strict,
-        "correct_flexible": outcome.lm_eval.correct_flexible,
-        "correct_numeric": outcome.codi.correct_numeric, "invalid": outcome.codi.invalid,
-        "correct": float(outcome.codi.correct_numeric),
+        "correct_strict": outcome.score.correct_strict,
+        "correct_flexible": outcome.score.correct_flexible,
+        "correct_numeric": outcome.score.correct_numeric, "invalid": outcome.score.invalid,
+        "correct": float(outcome.score.correct_numeric),
         "erank_per_iter": None, "erank_answer_per_iter": None, "erank_head_input": float("nan"),
     }
     extra = {"model_kind": config.checkpoint.kind, "n_latents": job.n_latents,

@@ -28,9 +28,9 @@ REPO = Path(__file__).resolve().parents[2]
 
 def test_svd_edit_gives_the_best_rank_k_latent_and_only_where_targeted():
     Z = torch.randn(5, 4, 4, generator=torch.Generator().manual_seed(0))
-    edit = LatentCondition("svd_rank_k", 2, target=1).edit(4, eval_seed=0)
-    assert edit(Z, 0) is Z  # another latent: untouched
-    edited = edit(Z, 1).double().numpy()
+    edit = LatentCondition("svd_rank_k", 2, target=1).edit(4, eval_seed=0)["latent.*"]
+    assert edit(Z, "latent.0") is Z  # another latent: untouched
+    edited = edit(Z, "latent.1").double().numpy()
     u, s, vt = np.linalg.svd(Z.double().numpy())
     best = (u[..., :2] * s[..., None, :2]) @ vt[..., :2, :]  # Eckart-Young, float64
     np.testing.assert_allclose(edited, best, atol=1e-5)
@@ -38,10 +38,12 @@ def test_svd_edit_gives_the_best_rank_k_latent_and_only_where_targeted():
 
 def test_random_edit_projects_onto_one_shared_k_dimensional_subspace():
     Z = torch.randn(6, 4, 4, generator=torch.Generator().manual_seed(1))
-    edited = LatentCondition("random_rank_k", 2, draw=0).edit(4, eval_seed=3)(Z, 0)
+    hook = LatentCondition("random_rank_k", 2, draw=0).edit(4, eval_seed=3)["latent.*"]
+    edited = hook(Z, "latent.0")
     stacked = edited.permute(1, 0, 2).reshape(4, -1).double()  # all columns side by side
     assert int(torch.linalg.matrix_rank(stacked, atol=1e-5)) == 2
-    again = LatentCondition("random_rank_k", 2, draw=0).edit(4, eval_seed=3)(Z, 0)
+    again = LatentCondition("random_rank_k", 2, draw=0).edit(4, eval_seed=3)["latent.*"](
+        Z, "latent.0")
     assert torch.equal(edited, again)  # reproducible from (eval seed, draw, k)
 
 
