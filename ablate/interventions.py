@@ -358,7 +358,7 @@ def make_condition(interventions: Sequence[Intervention], d: int | None = None) 
 
 # --- expansion of TOML tables ----------------------------------------------------------
 
-_BASE_KEYS = ("name", "site", "keep_k")
+_BASE_KEYS = ("name", "site")
 # keep_k: which k of a list a checkpoint of size d admits.
 KEEP_K = {"<= d": lambda k, d: k <= d, "< d": lambda k, d: k < d}
 
@@ -481,7 +481,7 @@ def _expand_entry(entry: Any, where: str, n_layers: int | None,
                               f"{sorted(set(entry) - {'name'})}")
         return [()]
     kind = get_intervention(str(name))
-    allowed = _BASE_KEYS + kind.keys
+    allowed = _BASE_KEYS + (("keep_k",) if "k" in kind.param_names else ()) + kind.keys
     unknown = sorted(set(entry) - set(allowed))
     if unknown:
         raise AblateError(
@@ -499,9 +499,9 @@ def _expand_entry(entry: Any, where: str, n_layers: int | None,
                                                             kind=str(name))]
     if "keep_k" in entry:
         keep = entry["keep_k"]
-        if keep not in KEEP_K or "k" not in kind.param_names:
-            raise AblateError(f"{where}: keep_k must be one of {', '.join(map(repr, KEEP_K))} "
-                              f"on a kind with k, got {keep!r}")
+        if keep not in KEEP_K:
+            raise AblateError(f"{where}: keep_k must be one of {', '.join(map(repr, KEEP_K))}, "
+                              f"got {keep!r}")
         grid = [s for s in grid if d is None or KEEP_K[keep](s["k"], d)]
     return [(Intervention(str(name), site, **settings),) for settings in grid]
 
