@@ -65,10 +65,7 @@ def check_experiment(experiment: Experiment, *, checkpoints: bool = True) -> Che
     summary.n_evaluations = 0
     loaded_items = []
     for spec in experiment.tasks:
-        items = _load_items(_canonical(vars(spec)))
-        if not items:
-            raise AblateError(f"{experiment.source}: task '{spec.name}' split '{spec.split}' "
-                              f"loaded no items (path {spec.path}); check the path and split")
+        items = _task_items(experiment, spec)
         if spec.few_shot:
             pool = _load_items(_canonical(vars(_few_shot_source(spec))))
             if len(pool) <= spec.few_shot:
@@ -97,6 +94,15 @@ def check_experiment(experiment: Experiment, *, checkpoints: bool = True) -> Che
                         "distribution")
             checked.append(key)
     return summary
+
+
+def _task_items(experiment: Experiment, spec: TaskSpec) -> list[Any]:
+    """The items a task entry loads; none is an error."""
+    items = _load_items(_canonical(vars(spec)))
+    if not items:
+        raise AblateError(f"{experiment.source}: task '{spec.name}' split '{spec.split}' "
+                          f"loaded no items (path {spec.path}); check the path and split")
+    return items
 
 
 def trained_window(metadata: dict[str, Any]) -> int | None:
@@ -128,13 +134,8 @@ def _check_checkpoint(experiment: Experiment, entry: Any, summary: CheckSummary)
                                              n_layers=n_layers, n_iterations=n_iterations)
         except AblateError as err:
             raise AblateError(f"{experiment.source}: checkpoint {entry.path}: {err}") from None
+    _refuse_k_above_d(experiment, conditions, entry.path, d)
     for condition in conditions:
-        too_big = [p.k for p in condition.interventions if p.k is not None and p.k > d]
-        if too_big:
-            raise AblateError(
-                f"{experiment.source}: condition '{condition.label}' has k={too_big[0]} but "
-                f"checkpoint {entry.path} has d={d}; use k <= {d} (k = d keeps the states)"
-            )
         if condition.identity and condition.interventions:
             note = f"'{condition.label}' is the identity at d={d}"
             if note not in summary.notes:
@@ -143,6 +144,17 @@ def _check_checkpoint(experiment: Experiment, entry: Any, summary: CheckSummary)
             "d": d, "n_layers": n_layers, "head": config.head, "attention": config.attention,
             "vocab_size": config.vocab_size, "max_len": config.max_len,
             "shape": f"d={d}, {n_layers} layers"}
+
+
+def _refuse_k_above_d(experiment: Experiment, conditions: list[Any], path: str,
+                      d: int) -> None:
+    for condition in conditions:
+        too_big = [p.k for p in condition.interventions if p.k is not None and p.k > d]
+        if too_big:
+            raise AblateError(
+                f"{experiment.source}: condition '{condition.label}' has k={too_big[0]} but "
+                f"checkpoint {path} has d={d}; use k <= {d} (k = d keeps the states), or "
+                "keep_k = \"<= d\" to leave larger k out")
 
 
 def _check_codi(experiment: Experiment, summary: CheckSummary) -> CheckSummary:
@@ -154,10 +166,7 @@ def _check_codi(experiment: Experiment, summary: CheckSummary) -> CheckSummary:
 
     loaded = []
     for spec in experiment.tasks:
-        items = _load_items(_canonical(vars(spec)))
-        if not items:
-            raise AblateError(f"{experiment.source}: task '{spec.name}' split '{spec.split}' "
-                              f"loaded no items (path {spec.path}); check the path and split")
+        items = _task_items(experiment, spec)
         loaded.append((spec, items))
         summary.items.append((f"{spec.name}/{spec.split}", len(items)))
         unknown = sum(not item.depth_annotations for item in items)
@@ -183,13 +192,8 @@ def _check_codi(experiment: Experiment, summary: CheckSummary) -> CheckSummary:
         if d is None and len(conditions) > 1:
             summary.notes.append(f"checkpoint {entry.path} has no matrix thoughts (the "
                                  "vanilla feedback): its jobs run the unablated condition only")
-        for condition in conditions:
-            too_big = [p.k for p in condition.interventions if p.k is not None and p.k > d]
-            if too_big:
-                raise AblateError(
-                    f"{experiment.source}: condition '{condition.label}' has k={too_big[0]} "
-                    f"but checkpoint {entry.path} has d={d}; use k <= {d}, or keep_k = "
-                    "\"<= d\" to leave larger k out")
+        if d is not None:
+            _refuse_k_above_d(experiment, conditions, entry.path, d)
         for n in experiment.n_latents:
             counts[entry.path, n] = len(latent_conditions(conditions, n, d))
             summary.per_latents.setdefault(n, counts[entry.path, n])

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import tomli_w
 
@@ -104,3 +105,80 @@ def test_study_files_reject_unknown_keys_and_other_kinds():
     with pytest.raises(AblateError, match="targets"):
         read_study({"version": 1, "checkpoint": {"path": "x"}, "study": {"targets": [-1]}},
                    "s.toml")
+
+
+# experiments/codi_rank_dynamics.toml written as an experiment (the checkpoint has d = 8,
+# so the study's k <= d and k < d become explicit lists).
+NEW_SYNTAX = """
+version = 1
+name = "codi-rank-dynamics"
+n_latents = [0, 6]
+eval_seeds = [0]
+batch_size = 50
+
+[[checkpoints]]
+path = "{checkpoint}"
+label = "codi-synthetic"
+train_seed = 0
+model = "codi"
+
+[[tasks]]
+name = "synthetic"
+split = "test"
+limit = 3
+mode = "generative"
+max_new_tokens = 16
+options = {{ min_depth = 1, max_depth = 3, max_value = 5, max_total = 10, n_items = 20000 }}
+
+[[interventions]]
+name = "svd_rank_k"
+site = "latent"
+k = [1, 2, 4, 8]
+
+[[interventions]]
+name = "random_rank_k"
+site = "latent"
+k = [1, 2, 4]
+draws = 2
+
+[[interventions]]
+name = "svd_rank_k"
+site = "latent.0"
+k = [1, 2, 4, 8]
+
+[[interventions]]
+name = "random_rank_k"
+site = "latent.0"
+k = [1, 2, 4]
+draws = 2
+
+[[interventions]]
+name = "svd_rank_k"
+site = "latent.5"
+k = [1, 2, 4, 8]
+
+[[interventions]]
+name = "random_rank_k"
+site = "latent.5"
+k = [1, 2, 4]
+draws = 2
+"""
+
+
+def test_the_shipped_study_and_its_experiment_syntax_write_the_same_records(tmp_path):
+    from ablate.executors import run_experiment
+    from ablate.store import read_records
+
+    shipped = load_experiment(REPO / "experiments" / "codi_rank_dynamics.toml").resolve(limit=3)
+    path = tmp_path / "codi.toml"
+    path.write_text(NEW_SYNTAX.format(checkpoint=REPO / "checkpoints" / "codi-synthetic"))
+    written = load_experiment(path).resolve()
+    assert written.codi_study is None and written.config_hash() != shipped.config_hash()
+    frames = []
+    for name, experiment in (("study", shipped), ("experiment", written)):
+        run_experiment(experiment, tmp_path / name)
+        records = read_records(tmp_path / name).drop(columns="job_id")
+        keys = ["config_label", "condition", "item_id"]
+        frames.append(records.sort_values(keys).reset_index(drop=True))
+    assert len(frames[0]) == 3 * (1 + 31)  # L0: unablated; L6: + 3 sites x (4 SVD + 6 random)
+    pd.testing.assert_frame_equal(frames[1], frames[0])
