@@ -7,8 +7,9 @@ train seed, configuration label, ``model``, optional loader overrides),
 ``[[tasks]]``, the lists ``eval_seeds`` and ``iterations``, ``batch_size``, ``device`` and a
 ``[stats]`` table read by the statistics. Unknown keys anywhere are errors. Relative paths
 resolve against the file's directory; ``Experiment.resolve()`` expands globs into concrete
-checkpoints, and the config hash is taken over that resolved form. ``expand_jobs`` turns a
-resolved experiment into its grid of jobs (``ablate.executors.run_job`` runs one).
+checkpoints, and the config hash is taken over that resolved form.
+``ablate.grid.expand_jobs`` turns a resolved experiment into its grid of jobs
+(``ablate.executors.run_job`` runs one).
 
 Model kinds: a Matrix Thinker (``model = "thinker"``, the default) runs at each T of
 ``iterations``; a matrix-CODI checkpoint (``model = "codi"``: a native directory, or a
@@ -19,15 +20,12 @@ holds checkpoints of one kind. CODI study files (``kind = "codi_study"``) load a
 experiment they describe (``ablate.codi.study_file``), with the study's hash and job ids.
 
     >>> experiment = load_experiment("experiments/quickstart.toml").resolve()  # doctest: +SKIP
-    >>> [job.job_id for job in expand_jobs(experiment)][:1]                     # doctest: +SKIP
-    ['multiprobe-s0__synthetic-test-teacher_forced__T4__e0__5d41402a']
+    >>> experiment.config_hash()[:12]                                           # doctest: +SKIP
 """
 
 from __future__ import annotations
 
 import glob
-import hashlib
-import json
 import os
 import re
 from collections.abc import Mapping, Sequence
@@ -40,7 +38,6 @@ import tomli_w
 from ablate.codi import study_file
 from ablate.config import MODES, Table, check_device_name, config_hash, read_toml
 from ablate.errors import AblateError
-from ablate.schema import JOB_COLUMNS
 from ablate.sites import is_latent_site
 
 VERSION = 1
@@ -143,7 +140,7 @@ class Experiment:
             "version": self.version,
             "name": self.name,
             **({"description": self.description} if self.description else {}),
-            "checkpoints": [_drop_none(_spec(c)) for c in self.checkpoints],
+            "checkpoints": [_drop_none(spec_fields(c)) for c in self.checkpoints],
             "interventions": [dict(i) for i in self.interventions],
             "tasks": [_drop_none(vars(t)) for t in self.tasks],
             "eval_seeds": list(self.eval_seeds),
@@ -258,6 +255,19 @@ class Experiment:
         return int(found[-1])
 
 
+def spec_fields(spec: CheckpointSpec | TaskSpec) -> dict[str, Any]:
+    """A spec's fields, without those added for CODI while they hold their defaults (so
+    every Thinker experiment keeps its hash and job ids)."""
+    added = {"model": THINKER, "max_new_tokens": None, "max_question_tokens": None}
+    return {key: value for key, value in vars(spec).items()
+            if key not in added or value != added[key]}
+
+
+def is_glob(path: str) -> bool:
+    """Whether a checkpoint path is a glob pattern (resolved into several paths)."""
+    return _GLOB_CHARS.search(path) is not None
+
+
 def stats_changes(recorded: Mapping[str, Any] | None, current: Mapping[str, Any]) -> list[str]:
     """How a ``[stats]`` table differs from the one a run recorded, e.g.
     ``["n_boot 2000 -> 5000"]`` (defaults stand in for a missing table or key)."""
@@ -283,103 +293,6 @@ def load_experiment(path: str | Path) -> Experiment:
         experiment = _parse(study_file.study_experiment(study), str(path))
         return replace(experiment, codi_study=study)
     return _parse(data, str(path))
-
-
-_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
-
-
-@dataclass(frozen=True)
-class Job:
-    """One cell of the grid: a checkpoint, a task, T (a Thinker) or a number of latents
-    (CODI, whose T is the checkpoint's own: None here) and an eval seed, with every
-    intervention condition (so evaluation shares one backbone pass across them). Plain
-    values only, so a job pickles to a remote worker."""
-
-    job_id: str
-    checkpoint: CheckpointSpec
-    task: TaskSpec
-    n_iterations: int | None
-    eval_seed: int
-    interventions: tuple[dict[str, Any], ...]
-    batch_size: int
-    device: str
-    n_latents: int | None = None
-
-    @property
-    def label(self) -> str:
-        """The record's config_label: the checkpoint's, with "-L<n>" for CODI."""
-        suffix = f"-L{self.n_latents}" if self.n_latents is not None else ""
-        return self.checkpoint.label + suffix
-
-    def columns(self, n_iterations: int | None = None) -> dict[str, Any]:
-        """The ``JOB_COLUMNS`` values of this job (``n_iterations``: a CODI model's T)."""
-        values = {
-            "job_id": self.job_id,
-            "checkpoint": self.checkpoint.path,
-            "config_label": self.label,
-            "train_seed": self.checkpoint.train_seed,
-            "eval_seed": self.eval_seed,
-            "task": self.task.name,
-            "split": self.task.split,
-            "mode": self.task.mode,
-            "n_iterations": self.n_iterations if n_iterations is None else n_iterations,
-        }
-        assert tuple(values) == JOB_COLUMNS and values["n_iterations"] is not None
-        return values
-
-
-def expand_jobs(experiment: Experiment) -> list[Job]:
-    """The grid checkpoints x tasks x iterations (CODI: numbers of latents) x eval seeds
-    of a resolved experiment, in that nesting order (checkpoint outermost, so a
-    sequential run loads each once).
-
-    Job ids read "{label}-s{seed}__{task}-{split}-{mode}__T{T}__e{seed}__{hash8}" (CODI:
-    "...-codi__L{n}__e{seed}__{hash8}"); the hash covers everything the job's records
-    depend on (a translated CODI study: the study's hash), so ids are stable across runs
-    and distinct even when two entries share a label and seed.
-    """
-    unresolved = [c.path for c in experiment.checkpoints if c.train_seed is None
-                  or _GLOB_CHARS.search(c.path)]
-    assert not unresolved, f"expand_jobs needs a resolved experiment: {unresolved}"
-    codi = experiment.model == CODI
-    axis = experiment.n_latents if codi else experiment.iterations
-    jobs = []
-    for checkpoint in experiment.checkpoints:
-        for task in experiment.tasks:
-            for value in axis:
-                for eval_seed in experiment.eval_seeds:
-                    cell = f"codi__L{value}" if codi else f"{task.mode}__T{value}"
-                    readable = (f"{checkpoint.label}-s{checkpoint.train_seed}__{task.name}-"
-                                f"{task.split}-{cell}__e{eval_seed}")
-                    content = {"checkpoint": _spec(checkpoint), "task": _spec(task),
-                               "n_latents" if codi else "n_iterations": value,
-                               "eval_seed": eval_seed,
-                               "interventions": list(experiment.interventions)}
-                    digest = hashlib.sha256(json.dumps(content, sort_keys=True).encode())
-                    suffix = (experiment.config_hash() if experiment.codi_study is not None
-                              else digest.hexdigest())[:8]
-                    jobs.append(Job(
-                        job_id=f"{_UNSAFE.sub('-', readable)}__{suffix}",
-                        checkpoint=checkpoint,
-                        task=task,
-                        n_iterations=None if codi else value,
-                        eval_seed=eval_seed,
-                        interventions=experiment.interventions,
-                        batch_size=experiment.batch_size,
-                        device=experiment.device,
-                        n_latents=value if codi else None,
-                    ))
-    ids = [job.job_id for job in jobs]
-    assert len(set(ids)) == len(ids), "job ids collide"
-    return jobs
-
-
-def _spec(spec: CheckpointSpec | TaskSpec) -> dict[str, Any]:
-    """A spec's fields, without those added for CODI while they hold their defaults (so
-    every Thinker experiment keeps its hash and job ids)."""
-    added = {"model": THINKER, "max_new_tokens": None, "max_question_tokens": None}
-    return {key: value for key, value in vars(spec).items()
-            if key not in added or value != added[key]}
 
 
 # ---------------------------------------------------------------------------------------

@@ -22,7 +22,8 @@ import torch
 from ablate.cli import main
 from ablate.errors import AblateError
 from ablate.executors import get_executor, run_experiment
-from ablate.experiment import Experiment, expand_jobs, load_experiment
+from ablate.experiment import Experiment, load_experiment
+from ablate.grid import expand_jobs
 from ablate.store import RECORDS, finished_jobs, read_records
 from tests.test_executors import one_torch_thread, write_experiment  # noqa: F401
 

@@ -14,11 +14,11 @@ from ablate.executors import check_experiment
 from ablate.experiment import (
     Experiment,
     StatsSettings,
-    expand_jobs,
     load_experiment,
     read_stats_table,
     stats_changes,
 )
+from ablate.grid import expand_jobs
 
 BASE = {
     "version": 1,

@@ -20,7 +20,8 @@ from ablate.executors.jobs import (
     _task,
     codi_conditions,
 )
-from ablate.experiment import CODI, Experiment, TaskSpec, expand_jobs
+from ablate.experiment import CODI, Experiment, TaskSpec
+from ablate.grid import expand_jobs
 
 
 @dataclass
@@ -162,7 +163,7 @@ def _check_codi(experiment: Experiment, summary: CheckSummary) -> CheckSummary:
     from ablate.codi.evaluation import MAX_NEW_TOKENS, encode_items
     from ablate.codi.loading import model_kind
     from ablate.codi.records import latent_conditions
-    from ablate.experiment import Job
+    from ablate.grid import Job
 
     loaded = []
     for spec in experiment.tasks:

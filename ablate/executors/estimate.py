@@ -38,7 +38,8 @@ from ablate.executors.jobs import (
     _load_items,
 )
 from ablate.executors.threads import available_cores, job_threads, model_width, torch_threads
-from ablate.experiment import CODI, Experiment, Job, expand_jobs
+from ablate.experiment import CODI, Experiment
+from ablate.grid import Job, expand_jobs
 
 logger = logging.getLogger(__name__)
 

@@ -20,7 +20,8 @@ from ablate.errors import AblateError
 from ablate.executors.base import Executor, ItemProgress, JobFn, RunProgress
 from ablate.executors.local import LocalExecutor
 from ablate.executors.threads import available_cores, job_threads, model_width, torch_threads
-from ablate.experiment import CODI, Experiment, Job, TaskSpec, expand_jobs
+from ablate.experiment import CODI, Experiment, TaskSpec
+from ablate.grid import Job, expand_jobs
 from ablate.store import RunStore
 
 logger = logging.getLogger(__name__)

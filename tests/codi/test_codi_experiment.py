@@ -15,7 +15,8 @@ from ablate.codi.loading import codi_format, load_codi_model
 from ablate.codi.saving import load_codi, save_codi
 from ablate.errors import AblateError
 from ablate.executors import check_experiment, run_experiment
-from ablate.experiment import Experiment, expand_jobs
+from ablate.experiment import Experiment
+from ablate.grid import expand_jobs
 from ablate.interventions import expand_conditions
 from ablate.schema import CODI_COLUMNS, COLUMNS, EVALUATION_COLUMNS, JOB_COLUMNS
 from ablate.stats.frames import pivot_condition, pivot_draws

@@ -13,7 +13,8 @@ import tomli_w
 from ablate.codi.records import latent_conditions
 from ablate.codi.study_file import read_study, study_experiment
 from ablate.errors import AblateError
-from ablate.experiment import CODI, Experiment, expand_jobs, load_experiment
+from ablate.experiment import CODI, Experiment, load_experiment
+from ablate.grid import expand_jobs
 from ablate.interventions import expand_conditions
 
 REPO = Path(__file__).resolve().parents[2]
