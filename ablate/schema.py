@@ -3,7 +3,7 @@ dtype, its group and its meaning, and which columns identify a record.
 
 One Parquet row per (job, condition, item). The job runner writes the job columns, the
 evaluation the condition, item and metric columns, and a CODI job also the CODI columns.
-Metrics a mode does not compute are missing (NaN / <NA>), never a made-up value. This
+Metrics a mode does not compute are missing (NaN / NA), never a made-up value. This
 module is plain data (no torch, no pandas), so the evaluation, the results store, the
 statistics and the docs all read it; ``docs/architecture.md`` lists the same columns
 (``tests/test_schema.py`` checks that it does).
@@ -42,7 +42,7 @@ _JOB = _columns(
                          "depend on"),
     ("checkpoint", "string", "absolute path of the checkpoint"),
     ("config_label", "string", "the checkpoint's label (e.g. the head: 'multiprobe'); CODI: "
-                               "'<label>-L<n_latents>'"),
+                               "'LABEL-Ln', n = n_latents"),
     ("train_seed", "int64", "training seed of the checkpoint"),
     ("eval_seed", "int64", "evaluation seed (few-shot draws, random subspaces)"),
     ("task", "string", "task name ('synthetic', 'gsm8k', 'openr1')"),
@@ -56,8 +56,8 @@ _CONDITION = _columns(
                             "'svd_rank_k@head_input:k=4', 'random_rank_k@latent:k=2:draw=1')"),
     ("intervention", "string", "'none' or the intervention names (+variant) joined by '+'"),
     ("site", "string", "site alias(es) joined by '+', 'none' when unablated"),
-    ("k", "Int64", "projection rank; <NA> when unablated or parts disagree"),
-    ("draw", "Int64", "random draw; <NA> unless random"),
+    ("k", "Int64", "projection rank; NA when unablated or parts disagree"),
+    ("draw", "Int64", "random draw; NA unless random"),
 )
 _ITEM = _columns(
     "item",
@@ -66,8 +66,9 @@ _ITEM = _columns(
     ("prompt_hash", "string", "sha256[:16] of the prompt text (few-shot prompt when "
                               "generative)"),
     ("target_hash", "string", "sha256[:16] of the gold target text"),
-    ("depth_annotations", "Int64", "<<...=...>> annotations in the solution; <NA> if unknown"),
-    ("depth_lines", "Int64", "solution lines before ####; <NA> if unknown"),
+    ("depth_annotations", "Int64", "calculator annotations (a=b in double angle brackets) in the "
+                                   "solution; NA if unknown"),
+    ("depth_lines", "Int64", "solution lines before ####; NA if unknown"),
     ("n_prompt_tokens", "int64", "prompt tokens fed to the model (after truncation)"),
     ("n_target_tokens", "int64", "tokens of the gold target text"),
     ("prompt_truncated", "int64", "prompt tokens dropped from the left to fit the model"),
@@ -98,7 +99,7 @@ _CODI = _columns(
     "codi",
     ("model_kind", "string", "'native' or 'research' CODI checkpoint"),
     ("n_latents", "int64", "latent thoughts before the answer (0 = the no-thought baseline)"),
-    ("latent_index", "Int64", "the cut latent j (0-based, site latent.j); <NA> when every "
+    ("latent_index", "Int64", "the cut latent j (0-based, site latent.j); NA when every "
                               "latent or none is cut"),
     ("n_question_tokens", "int64", "question tokens fed (after max_question_tokens)"),
     ("latent_erank", "object", "n_latents floats: research effective rank of each thought "
@@ -139,8 +140,9 @@ def dtypes(columns: tuple[str, ...] | list[str]) -> dict[str, str]:
 
 
 def markdown_table(group: str) -> str:
-    """The columns of ``group`` as Markdown table rows ("| name | dtype | meaning |"), as
+    """The columns of ``group`` as a Markdown table ("| column | dtype | meaning |"), as
     docs/architecture.md shows them."""
     assert group in GROUPS, group
-    return "\n".join(f"| `{c.name}` | {c.dtype} | {c.meaning} |"
-                     for c in COLUMNS.values() if c.group == group)
+    rows = [f"| `{c.name}` | {c.dtype} | {c.meaning} |"
+            for c in COLUMNS.values() if c.group == group]
+    return "\n".join(["| column | dtype | meaning |", "|---|---|---|", *rows])
