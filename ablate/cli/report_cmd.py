@@ -117,6 +117,8 @@ def stats(
         for row in view.rows:
             table.add_row(*row)
         console.print(table)
+        for note in view.notes:
+            console.print(note)
     console.print(f"next: ablate report {run_dir}")
     _finish_partial(run, partial)
 
