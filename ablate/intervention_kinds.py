@@ -243,7 +243,10 @@ class InterventionKind:
     ``projections.decompose(X)``. ``params`` are its settings (table keys, defaults, grid
     axes); ``role`` its part in the statistics; ``identity`` says when it changes nothing;
     ``short`` and ``display`` name it in the report's sentences ("SVD") and legends ("SVD
-    top-k")."""
+    top-k"). ``spectrum`` (same arguments as ``project``), when registered, gives the
+    singular values (..., r) float64 of the ablated matrices up to a positive factor per
+    matrix, cheaper than decomposing them (the evaluation records their effective rank
+    for every condition)."""
 
     name: str
     summary: str
@@ -254,6 +257,7 @@ class InterventionKind:
     identity: IdentityFn | None = None
     short: str = ""
     display: str = ""
+    spectrum: ProjectFn | None = None
 
     @property
     def keys(self) -> tuple[str, ...]:
@@ -279,7 +283,7 @@ INTERVENTIONS: dict[str, InterventionKind] = {}
 def register_intervention(
     name: str, summary: str, params: Sequence[Param], *, uses_basis: bool = False,
     role: Role = ABLATION, identity: IdentityFn | None = None, short: str = "",
-    display: str = "",
+    display: str = "", spectrum: ProjectFn | None = None,
 ) -> Callable[[ProjectFn], ProjectFn]:
     """Decorator registering ``project`` under ``name`` (names are unique; a control's
     ablation is registered first and has every ``matched_on`` parameter)."""
@@ -298,7 +302,8 @@ def register_intervention(
                 raise ValueError(f"{name}: matched on {missing}, which {role.of} and {name} "
                                  "must both take")
         INTERVENTIONS[name] = InterventionKind(name, summary, tuple(params), project,
-                                               uses_basis, role, identity, short, display)
+                                               uses_basis, role, identity, short, display,
+                                               spectrum)
         return project
 
     return add

@@ -99,10 +99,37 @@ SIDE = Param("side", str, default="columns", choices=SIDES)
 NORM_MATCHED = Param("norm_matched", bool, default=False)
 
 
+def _svd_spectrum(
+    intervention: Intervention, X: torch.Tensor, eval_seed: int, basis: LowRankBasis | None
+) -> torch.Tensor:
+    """The best rank-k approximation keeps the top k singular values."""
+    from ablate.projections import decompose
+
+    return (basis if basis is not None else decompose(X)).singular_values[..., :intervention.k]
+
+
+def _random_spectrum(
+    intervention: Intervention, X: torch.Tensor, eval_seed: int, basis: LowRankBasis | None
+) -> torch.Tensor:
+    """Q Qᵀ X has the singular values of Qᵀ X (k x n); X Q Qᵀ those of X Q (m x k).
+    The small product is rounded to float32 so that its spectrum takes the k x k Gram
+    route of ``ablate.rank`` (float64 LAPACK SVD of it would cost more than the cut)."""
+    import torch
+
+    from ablate.rank import singular_values
+
+    Q = _subspace(eval_seed, intervention.draw or 0, intervention.k, X.shape[-1],
+                  intervention.side).to(X.device)
+    with torch.autocast(device_type=X.device.type, enabled=False):
+        X64 = X.to(torch.float64)
+        small = Q.mT @ X64 if intervention.side == "columns" else X64 @ Q
+    return singular_values(small.to(torch.float32))
+
+
 @register_intervention(
     "svd_rank_k", "best rank-k approximation of each matrix (Eckart-Young)",
     (K, NORM_MATCHED), uses_basis=True, identity=rank_identity, short="SVD",
-    display="SVD top-k",
+    display="SVD top-k", spectrum=_svd_spectrum,
 )
 def _svd_rank_k(
     intervention: Intervention, X: torch.Tensor, eval_seed: int, basis: LowRankBasis | None
@@ -117,6 +144,7 @@ def _svd_rank_k(
     "orthogonal projection onto a Haar-random k-dim subspace seeded by (eval seed, draw, k)",
     (K, DRAW, SIDE, NORM_MATCHED), role=control_of("svd_rank_k", matched_on=("k",)),
     identity=rank_identity, short="random", display="random rank-k",
+    spectrum=_random_spectrum,
 )
 def _random_rank_k(
     intervention: Intervention, X: torch.Tensor, eval_seed: int, basis: LowRankBasis | None

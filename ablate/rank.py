@@ -278,6 +278,15 @@ def _numerical_rank(
     return (s > torch.as_tensor(tol, dtype=s.dtype, device=s.device)[..., None]).sum(-1)
 
 
+def effective_rank_of_spectrum(s: torch.Tensor, *, research: bool = False) -> torch.Tensor:
+    """`effective_rank` from singular values s (..., r) instead of matrices: (...) float64.
+
+    For matrices whose spectrum is known without a decomposition (a rank-k cut keeps the
+    top k singular values of its input). Scale-free: s and c·s give the same value.
+    """
+    return _effective_rank(s.to(torch.float64), research)
+
+
 def effective_rank(X: torch.Tensor, *, research: bool = False) -> torch.Tensor:
     """Roy & Vetterli (2007) effective rank exp(-sum_i p_i ln p_i), p_i = s_i / sum_j s_j.
 

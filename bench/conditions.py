@@ -1,106 +1,98 @@
-"""Speed of evaluating 11 head-input conditions with one shared backbone pass per batch.
+"""Teacher-forced cost of many head-input conditions with one shared backbone pass.
 
-Rows compare, in the same run, on the same model and items (teacher-forced, T = 8):
-* the 11 conditions (unablated + svd_rank_k and random_rank_k at head_input for
-  k in 1, 2, 4, 8, 16, one draw) through ``evaluate``'s shared backbone pass, against one
-  evaluation of the unablated condition alone (target: below 1.5x);
-* the same 11 conditions re-running the hooked model per condition
-  (``shared_backbone=False``, the naive way), against the same single evaluation;
-* shared against naive (the speed-up of sharing).
+Rows compare, in the same run, on the same research-size model and GSM8K test items
+(teacher-forced, T = 8, one thread):
+* the 11 conditions of the quickstart grid (unablated + svd_rank_k and random_rank_k at
+  head_input for k in 1, 2, 4, 8, 16, one draw) through ``evaluate``, against one
+  evaluation of the unablated condition alone;
+* the 56 conditions of ``experiments/rank_projection_gsm8k.toml`` (5 SVD, 5 k x 10 random
+  draws, unablated), against the same single evaluation (target: <= 1.3x);
+* with --quick also the 11 conditions re-running the hooked model per condition
+  (``shared_backbone=False``, the naive way), against the same single evaluation.
 
-The model is a randomly initialised Matrix Thinker with d = 32, T = 8 and a byte
-vocabulary (8 layers; 2 with --quick). ratio = method wall time / baseline wall time:
-medians of interleaved repeats for the single and shared runs; the naive run (~11 single
-evaluations) runs once, between them. The detail adds the CPU-time ratio, steadier when
-other processes share the machine.
-The thread count is torch's (set OMP_NUM_THREADS=1 on a busy machine).
+Every condition's records include the effective rank of its head input at every
+position; a rank-k cut takes it from the cut's known spectrum (``BackboneEnds.
+head_input_erank``) instead of decomposing the cut matrices again.
 
-    $ python -m bench.conditions          # or: python -m bench.run_all --only conditions
+ratio = method CPU time / baseline CPU time (best of interleaved repeats).
+
+    $ python -m bench.conditions [--quick]   # or: python -m bench.run_all --only conditions
 """
 
 from __future__ import annotations
 
-import statistics
-import time
-from collections.abc import Callable
+import argparse
 
 import torch
 
 from ablate.evaluation import evaluate
 from ablate.interventions import UNABLATED, expand_conditions
-from ablate.model import MatrixThinker, MatrixThinkerConfig
-from ablate.tasks import SyntheticTask
 from ablate.tokenizer import ByteTokenizer
+from bench.research_size import D, T, cpu_and_wall, gsm8k_items, load_note, research_model
 
-D = 32
-T = 8
 KS = [1, 2, 4, 8, 16]
-
-
-def _seconds(fn: Callable[[], object]) -> tuple[float, float]:
-    """(wall, CPU) seconds of one call; CPU time is less sensitive to a busy machine."""
-    wall, cpu = time.perf_counter(), time.process_time()
-    fn()
-    return time.perf_counter() - wall, time.process_time() - cpu
-
-
-def _row(method: str, baseline: str, t: dict, a: str, b: str, detail: str) -> dict:
-    (wall_a, cpu_a), (wall_b, cpu_b) = t[a], t[b]
-    return {"benchmark": "11 head-input conditions, teacher-forced", "method": method,
-            "baseline": baseline, "ratio": wall_a / wall_b,
-            "detail": f"{wall_a:.2f} vs {wall_b:.2f} s wall, CPU-time ratio "
-                      f"{cpu_a / cpu_b:.3f}; {detail}"}
 
 
 def run(quick: bool = False) -> list[dict]:
     """Rows {benchmark, method, baseline, ratio, detail}; ratio = method time / baseline."""
-    n_layers, n_items, repeats = (2, 3, 1) if quick else (8, 2, 3)
-    torch.manual_seed(0)
-    config = MatrixThinkerConfig(mat_dim=D, n_layers=n_layers, n_heads=8, n_probes=D,
-                                 vocab_size=259, max_len=512, dropout=0.0, n_iterations=T)
-    model = MatrixThinker(config).eval()
-    tokenizer = ByteTokenizer(("<pad>", "<bot>", "<eot>"))
-    items = SyntheticTask(max_depth=4).load("test", limit=n_items)
-    conditions = expand_conditions(
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return _run(quick)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _run(quick: bool) -> list[dict]:
+    n_layers, n_items, repeats = (2, 2, 1) if quick else (8, 8, 2)
+    model = research_model(n_layers=n_layers)
+    tokenizer = ByteTokenizer()
+    items = gsm8k_items(n_items)
+    eleven = expand_conditions(
         [{"name": "svd_rank_k", "k": KS}, {"name": "random_rank_k", "k": KS, "draws": 1}],
         d=D, n_layers=n_layers)
-    assert len(conditions) == 11
-    settings = dict(task="synthetic", mode="teacher_forced", n_iterations=T, eval_seed=0,
+    fifty_six = expand_conditions(
+        [{"name": "svd_rank_k", "k": KS}, {"name": "random_rank_k", "k": KS, "draws": 10}],
+        d=D, n_layers=n_layers)
+    assert (len(eleven), len(fifty_six)) == (11, 56)
+    settings = dict(task="gsm8k", mode="teacher_forced", n_iterations=T, eval_seed=0,
                     batch_size=n_items)
+    methods = {
+        "single": lambda: evaluate(model, tokenizer, items, [UNABLATED], **settings),
+        "eleven": lambda: evaluate(model, tokenizer, items, eleven, **settings),
+        "fifty_six": lambda: evaluate(model, tokenizer, items, fifty_six, **settings),
+    }
+    methods["single"]()  # warm-up
+    times: dict[str, list[float]] = {name: [] for name in methods}
+    for _ in range(repeats):  # interleaved, so load drifts hit every method alike
+        for name, method in methods.items():
+            times[name].append(cpu_and_wall(method)[0])
+    best = {name: min(values) for name, values in times.items()}
+    tokens = sum(len(tokenizer.encode(f"Question: {i.question}\nAnswer: {i.solution}"))
+                 for i in items)
+    detail = (f"d={D}, {n_layers} layers, T={T}, {n_items} GSM8K items (~{tokens} tokens), "
+              f"one thread, best of {repeats}; {load_note()}")
 
-    def single() -> object:
-        return evaluate(model, tokenizer, items, [UNABLATED], **settings)
+    def row(method: str, name: str, target: str) -> dict:
+        return {"benchmark": "head-input conditions, teacher-forced", "method": method,
+                "baseline": "unablated alone", "ratio": best[name] / best["single"],
+                "detail": f"{best[name]:.1f} vs {best['single']:.1f} CPU s; {detail}{target}"}
 
-    def shared() -> object:
-        return evaluate(model, tokenizer, items, conditions, **settings)
+    rows = [row("11 conditions, shared pass", "eleven", ""),
+            row("56 conditions, shared pass", "fifty_six", "; target <= 1.3")]
+    if quick:
+        naive = cpu_and_wall(lambda: evaluate(model, tokenizer, items, eleven,
+                                              shared_backbone=False, **settings))[0]
+        rows.append({"benchmark": "head-input conditions, teacher-forced",
+                     "method": "11 conditions, hooked pass per condition (naive)",
+                     "baseline": "unablated alone", "ratio": naive / best["single"],
+                     "detail": f"{naive:.1f} vs {best['single']:.1f} CPU s; {detail}"})
+    return rows
 
-    def naive() -> object:
-        return evaluate(model, tokenizer, items, conditions, shared_backbone=False, **settings)
-
-    single()  # warm-up: first calls allocate and load kernels
-    times: dict[str, list[tuple[float, float]]] = {"single": [], "shared": [], "naive": []}
-    for repeat in range(repeats):
-        for name, fn in (("single", single), ("shared", shared)):
-            times[name].append(_seconds(fn))
-        if repeat == repeats // 2:  # once, mid-run, so load drifts hit every method alike
-            times["naive"].append(_seconds(naive))
-    t = {name: (statistics.median(w for w, _ in values), statistics.median(c for _, c in values))
-         for name, values in times.items()}
-    n_tokens = sum(len(tokenizer.encode(f"Question: {i.question}\nAnswer: {i.solution}"))
-                   for i in items)
-    detail = (f"d={D}, {n_layers} layers, T={T}, {n_items} items (~{n_tokens} tokens), "
-              f"threads {torch.get_num_threads()}, {repeats} repeat(s)")
-    speedup = t["naive"][0] / t["shared"][0]
-    return [
-        _row("shared backbone pass (evaluate)", "one unablated evaluation", t, "shared",
-             "single", detail),
-        _row("hooked pass per condition (naive)", "one unablated evaluation", t, "naive",
-             "single", detail),
-        _row("shared backbone pass (evaluate)", "hooked pass per condition (naive)", t,
-             "shared", "naive", f"speed-up {speedup:.1f}x"),
-    ]
 
 if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true")
     from bench.run_all import print_rows
 
-    print_rows(run())
+    print_rows(run(quick=parser.parse_args().quick))

@@ -13,8 +13,8 @@ import platform
 
 import torch
 
-MODULES = ("bench.startup", "bench.hooks", "bench.spectra", "bench.conditions",
-           "bench.ray_speedup")
+MODULES = ("bench.startup", "bench.hooks", "bench.spectra", "bench.forward", "bench.conditions",
+           "bench.decode", "bench.threads", "bench.workers", "bench.memory")
 
 
 def print_rows(rows: list[dict]) -> None:

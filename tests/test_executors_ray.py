@@ -82,7 +82,7 @@ def threads_or_fail(job: str) -> pd.DataFrame:
 
 def killing_executor(marker: Path, victim: str, **options):
     """A Ray executor whose jobs go through ``kill_once``."""
-    from ablate.executors_ray import RayExecutor
+    from ablate.executors.ray import RayExecutor
 
     class Killing(RayExecutor):
         def run(self, jobs, job_fn, on_done) -> None:
@@ -108,7 +108,7 @@ def test_ray_options_without_the_ray_executor_are_refused(sweep, capsys):
 
 @needs_ray
 def test_cuda_jobs_without_gpus_per_job_are_refused_before_ray_starts(sweep):
-    from ablate.executors_ray import RayExecutor
+    from ablate.executors.ray import RayExecutor
 
     path, _ = sweep
     jobs = expand_jobs(load_experiment(path).resolve())
@@ -145,7 +145,7 @@ def test_ray_run_from_the_cli_writes_the_records_of_a_local_run(ray_instance, sw
 @pytest.mark.slow
 def test_job_error_hands_over_finished_jobs_starts_no_more_and_raises_the_job_error(
         ray_instance):
-    from ablate.executors_ray import RayExecutor
+    from ablate.executors.ray import RayExecutor
 
     done = []
     # One task at a time, so "never" would start only after "boom" failed.
@@ -178,7 +178,7 @@ def test_worker_killed_mid_job_is_retried_and_the_run_loses_nothing(ray_instance
 @pytest.mark.slow
 def test_worker_killed_without_retries_leaves_a_run_that_resumes_to_the_local_records(
         ray_instance, sweep, tmp_path):
-    from ablate.executors_ray import RayExecutor
+    from ablate.executors.ray import RayExecutor
 
     path, local = sweep
     experiment = load_experiment(path).resolve()

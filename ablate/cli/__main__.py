@@ -6,4 +6,5 @@ import sys
 
 from ablate.cli import main
 
-sys.exit(main())
+if __name__ == "__main__":  # spawned worker processes (--workers) import this module too
+    sys.exit(main())

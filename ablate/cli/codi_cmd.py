@@ -182,16 +182,19 @@ def study_command(
     out: str = typer.Option(None, "--out", help="Run directory \\[default: runs/<name>]."),
     limit: int = typer.Option(None, "--limit", min=1,
                               help="Evaluate at most N problems (its own run directory)."),
-    threads: int = typer.Option(1, "--threads"),
+    threads: int = typer.Option(
+        None, "--threads", min=1, help="torch threads (default: the thread policy of "
+        "`ablate run`: 1 for small-matrix models, every core for GPT-2-based ones)."),
 ) -> None:
     """Run the rank-dynamics study into a run directory (resumable) and summarise it."""
-    _threads(threads)
-    run_study_file(file, out, limit=limit)
+    run_study_file(file, out, limit=limit, threads=threads)
 
 
-def run_study_file(file: str | Path, out: str | Path | None, *, limit: int | None = None) -> None:
+def run_study_file(file: str | Path, out: str | Path | None, *, limit: int | None = None,
+                   threads: int | None = None) -> None:
     """Run a study file into ``out`` (default runs/<name>) and print its summary table;
-    ``ablate codi study`` and ``ablate run`` on a study file both end here."""
+    ``ablate codi study`` and ``ablate run`` on a study file both end here. ``threads``
+    as ``ablate run``: by default the thread policy's choice for the study's model."""
     from ablate.cli.run_cmd import interrupted_line
     from ablate.codi.study import run_study, summarize
     from ablate.codi.study_config import load_study
@@ -201,7 +204,8 @@ def run_study_file(file: str | Path, out: str | Path | None, *, limit: int | Non
     run_dir = str(out) if out is not None else str(Path("runs") / study.name)
     try:
         with RunDisplay(Console(stderr=True)) as progress:
-            result = run_study(study, run_dir, experiment_file=str(file), progress=progress)
+            result = run_study(study, run_dir, experiment_file=str(file), progress=progress,
+                               threads=threads)
     except KeyboardInterrupt:
         raise Interrupted(interrupted_line(Path(run_dir))) from None
     console.print(f"{run_dir}: {result.n_run} job(s) run, {result.n_skipped} already done; "

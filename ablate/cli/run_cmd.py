@@ -13,6 +13,8 @@ command resumes. Both also take a matrix-CODI study file (``kind = "codi_study"`
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -23,15 +25,20 @@ from ablate.cli.progress import RunDisplay
 from ablate.errors import AblateError, Interrupted
 
 if TYPE_CHECKING:  # imported when a command runs: `ablate --help` stays fast
-    from ablate.executors import CheckSummary
+    from ablate.executors import CheckSummary, Executor
     from ablate.experiment import Experiment
 
 FileArg = Annotated[Path, typer.Argument(help="Experiment TOML file.")]
 LimitOpt = Annotated[int | None, typer.Option(
     "--limit", min=1,
     help="Evaluate at most N items per task (changes the config hash, so its own run dir).")]
-EXECUTOR_HELP = ("Where jobs run: local (one after another in this process) or ray (one Ray "
-                 "task per job; docs/cluster.md).")
+EXECUTOR_HELP = ("Where jobs run: local (one after another in this process), process (--workers "
+                 "N jobs side by side on this machine) or ray (one Ray task per job; "
+                 "docs/cluster.md).")
+ThreadsOpt = Annotated[int | None, typer.Option(
+    "--threads", min=1,
+    help="torch threads per job (default: 1 for small-matrix models such as every Matrix "
+         "Thinker, whose operations are too small to share; use --workers for more cores).")]
 
 
 def register(app: typer.Typer) -> None:
@@ -46,6 +53,11 @@ def validate(
         help="Check only the files' structure (for checkpoints that are not on this machine).",
     )] = False,
     limit: LimitOpt = None,
+    estimate: Annotated[bool, typer.Option(
+        "--estimate", help="Also time a short calibration (a few batches per model shape) "
+                           "and project the run's wall time and peak memory on this machine, "
+                           "per number of workers.")] = False,
+    threads: ThreadsOpt = None,
 ) -> None:
     """Check experiment files, their checkpoints, tasks and interventions without running.
 
@@ -53,7 +65,8 @@ def validate(
     failed = 0
     for file in files:
         try:
-            _validate_one(file, no_checkpoints=no_checkpoints, limit=limit)
+            _validate_one(file, no_checkpoints=no_checkpoints, limit=limit, estimate=estimate,
+                          threads=threads)
         except AblateError as err:
             if len(files) == 1:
                 raise
@@ -64,13 +77,20 @@ def validate(
         raise typer.Exit(2)
 
 
-def _validate_one(file: Path, *, no_checkpoints: bool, limit: int | None) -> None:
+def _validate_one(file: Path, *, no_checkpoints: bool, limit: int | None,
+                  estimate: bool = False, threads: int | None = None) -> None:
     from ablate.executors import check_experiment
     from ablate.experiment import load_experiment
 
     if _is_codi_study(file):
+        if estimate:
+            raise AblateError(f"{file} is a matrix-CODI study; --estimate projects experiment "
+                              "grids only (a study's jobs are few: time one with --limit)")
         _validate_study(file, checkpoints=not no_checkpoints, limit=limit)
         return
+    if estimate and no_checkpoints:
+        raise AblateError("--estimate runs the checkpoints, so it cannot go with "
+                          "--no-checkpoints; drop one of them")
     experiment = load_experiment(file)
     console = Console(soft_wrap=True)
     if no_checkpoints:
@@ -82,8 +102,36 @@ def _validate_one(file: Path, *, no_checkpoints: bool, limit: int | None) -> Non
     summary = check_experiment(experiment)
     console.print(f"{file}: OK (config hash {experiment.config_hash()[:12]})")
     _print_summary(console, experiment, summary)
+    if estimate:
+        _print_estimate(console, experiment, threads)
     limit_flag = f" --limit {limit}" if limit else ""
     console.print(f"next: ablate run {file}{limit_flag}")
+
+
+def _print_estimate(console: Console, experiment: Experiment, threads: int | None) -> None:
+    from ablate.executors.estimate import (
+        estimate_run,
+        format_bytes,
+        format_duration,
+        worker_counts,
+    )
+
+    with Console(stderr=True).status("calibrating (a few batches per model shape)"):
+        found = estimate_run(experiment, threads=threads)
+    spent = sum(g.calibration_seconds for g in found.groups)
+    console.print(f"estimate (calibrated on this machine in {format_duration(spent)}; "
+                  f"{found.threads} torch thread(s) per job, {found.cores} cores):")
+    for group in found.groups:
+        console.print(f"  {len(group.job_ids)} job(s) of {group.description}: "
+                      f"{format_duration(group.seconds_per_job)} per job, peak "
+                      f"{format_bytes(group.peak_bytes)} per job")
+    console.print("  jobs at once    wall time    peak memory")
+    for workers in worker_counts(found):
+        how = "(default)" if workers == 1 else f"--workers {workers}"
+        wall = format_duration(found.wall_seconds(workers))
+        console.print(f"  {workers:<3} {how:<11} {wall:<12} "
+                      f"{format_bytes(found.peak_bytes(workers))}")
+    console.print("  (jobs side by side assume idle cores; a shared machine is slower)")
 
 
 def _validate_study(file: Path, *, checkpoints: bool, limit: int | None) -> None:
@@ -141,13 +189,17 @@ def run(
     gpus_per_job: Annotated[float | None, typer.Option(
         "--gpus-per-job", help="GPUs per job, fractions allowed (default: 0); "
                                "--executor ray only.")] = None,
+    workers: Annotated[int | None, typer.Option(
+        "--workers", min=1, help="Jobs run side by side in this many worker processes "
+                                 "(the process executor; default: 1, in this process).")] = None,
+    threads: ThreadsOpt = None,
 ) -> None:
     """Run an experiment's grid into a run directory (resumes an interrupted run); a
     matrix-CODI study file (kind = "codi_study") runs as `ablate codi study` would.
 
     Ctrl-C stops the run with exit code 130, keeping every finished job; the same command
     resumes it."""
-    from ablate.executors import check_experiment, get_executor, run_experiment
+    from ablate.executors import check_experiment, run_experiment
     from ablate.experiment import load_experiment
     from ablate.store import check_run_dir
 
@@ -155,19 +207,20 @@ def run(
                    "gpus_per_job": gpus_per_job}
     ray_options = {key: value for key, value in ray_options.items() if value is not None}
     if _is_codi_study(file):
-        if executor != "local" or ray_options:
+        if executor != "local" or ray_options or (workers or 1) > 1:
             raise AblateError(f"{file} is a matrix-CODI study, which runs on the local "
-                              "executor only; drop --executor and the Ray options")
+                              "executor only (in this process); drop --executor, --workers "
+                              "and the Ray options")
         from ablate.cli.codi_cmd import run_study_file
 
-        run_study_file(file, out, limit=limit)
+        run_study_file(file, out, limit=limit, threads=threads)
         return
     experiment = load_experiment(file).resolve(limit=limit)
     if ray_options and executor != "ray":
         flag = "--" + next(iter(ray_options)).replace("_", "-")
         raise AblateError(f"{flag} applies to --executor ray, not '{executor}'; add "
                           f"--executor ray or drop {flag}")
-    chosen = get_executor(executor, **ray_options)
+    chosen = _executor(executor, workers, ray_options)
     run_dir = out if out is not None else Path("runs") / experiment.name
     check_run_dir(run_dir, experiment.config_hash())  # before the slower checks below
     console = Console(stderr=True)
@@ -182,15 +235,41 @@ def run(
             # Identity notes are listed by `ablate validate`; these change what the run means.
             if "out of distribution" in note or "ASSUMED" in note:
                 console.print(f"warning: {note}")
-        with RunDisplay(console) as progress:
+        with RunDisplay(console) as progress, _closing(chosen):
             result = run_experiment(experiment, run_dir, executor=chosen, progress=progress,
-                                    experiment_file=str(file))
+                                    experiment_file=str(file), threads=threads)
     except KeyboardInterrupt:
         raise Interrupted(interrupted_line(run_dir)) from None
     done_before = f", {result.n_skipped} finished earlier" if result.n_skipped else ""
     out_console.print(f"results: {run_dir} ({result.n_jobs} jobs{done_before}; "
                       f"{summary.n_evaluations:,} item x condition evaluations)")
     out_console.print(f"next: ablate stats {run_dir}   then: ablate report {run_dir}")
+
+
+def _executor(name: str, workers: int | None, ray_options: dict) -> Executor:
+    """--executor and --workers: N workers mean the process executor (N = 1: this process)."""
+    from ablate.executors import get_executor
+
+    if workers is not None and name == "ray":
+        raise AblateError("--workers applies to the local machine's process executor; with "
+                          "--executor ray, Ray places the jobs (size them with --cpus-per-job)")
+    if name == "local" and workers is not None and workers > 1:
+        name = "process"
+    if name == "process":
+        return get_executor(name, workers=workers or 2)
+    return get_executor(name, **ray_options)
+
+
+@contextmanager
+def _closing(executor: Executor) -> Iterator[None]:
+    """Keep a process executor's workers for the run, and end them after it."""
+    from ablate.executors import ProcessExecutor
+
+    if isinstance(executor, ProcessExecutor):
+        with executor:
+            yield
+    else:
+        yield
 
 
 def interrupted_line(run_dir: Path) -> str:

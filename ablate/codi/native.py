@@ -132,13 +132,10 @@ class _Context:
         return ThinkerOutput(logits=out.logits, states=[s[:, -L:] for s in out.states or []])
 
     def fork(self) -> _Context:
-        """An independent continuation point (tensors are never modified in place)."""
+        """An independent continuation point (the cache copies on write)."""
         twin = _Context(self.thinker, self.T, self.cache is not None)
         if self.cache is not None:
-            cache = DecodeCache()
-            cache.kv, cache.ids = dict(self.cache.kv), self.cache.ids
-            cache.length, cache.key_valid = self.cache.length, self.cache.key_valid
-            twin.cache = cache
+            twin.cache = self.cache.fork()
         twin.embeds, twin.masks = list(self.embeds), list(self.masks)
         return twin
 

@@ -185,9 +185,12 @@ def load_study_items(config: StudyConfig) -> list[Item]:
 
 
 def run_study(config: StudyConfig, run_dir: str | Path, *, progress: RunProgress | None = None,
-              experiment_file: str | None = None) -> StudyResult:
+              experiment_file: str | None = None, threads: int | None = None) -> StudyResult:
     """Run every unfinished job of ``config`` into ``run_dir`` (resumable); ``progress``
-    hears of jobs and records as ``ablate.executors.run_experiment`` reports them."""
+    hears of jobs and records as ``ablate.executors.run_experiment`` reports them. Runs
+    with ``threads`` torch threads (default: ``ablate.executors.threads.job_threads``)."""
+    from ablate.executors.threads import available_cores, job_threads, model_width, torch_threads
+
     jobs = study_jobs(config)
     solver = load_solver(config)
     items = load_study_items(config)
@@ -197,7 +200,8 @@ def run_study(config: StudyConfig, run_dir: str | Path, *, progress: RunProgress
                        "excluded from depth statistics)", unknown, len(items))
     store = RunStore.open(run_dir, config=config.to_dict(), config_hash=config.config_hash(),
                           job_ids=[job.job_id for job in jobs], experiment_file=experiment_file)
-    with store:
+    width = model_width(getattr(solver, "thinker", None) or solver)
+    with store, torch_threads(job_threads(width, available_cores(), threads)):
         finished = store.finished()
         todo = [job for job in jobs if job.job_id not in finished]
         if progress is not None:

@@ -6,7 +6,9 @@ batch) are left-padded with an attention mask and position ids that count from e
 first real token. Decoding stops at the task's stop sequences, an EOS token, or
 ``max_new_tokens``; the prediction is the text before the first stop sequence, scored by
 the task (GSM8K strict/flexible/numeric, OpenR1 boxed). Conditions acting only after the
-backbone share one prompt pass (prefill) per batch and fork its cache.
+backbone share one prompt pass (prefill) per batch and are then decoded together, each
+prompt continued once per condition as rows of one batch over a ``SharedPrefixCache``
+(the prompt's keys and values are read once per step for all its conditions).
 
 A bigram embedding reads the previous token ids, which left padding would change, so its
 batches hold prompts of one length only (no padding at all).
@@ -27,12 +29,17 @@ import numpy as np
 import torch
 
 from ablate.errors import AblateError
-from ablate.evaluation.batching import autocast, left_pad, length_sorted_batches
+from ablate.evaluation.batching import (
+    autocast,
+    decode_memory_budget,
+    left_pad,
+    length_sorted_batches,
+)
 from ablate.evaluation.ranks import RankSums, position_eranks
 from ablate.evaluation.records import item_columns
 from ablate.evaluation.shared_backbone import BackboneEnds, split_conditions
 from ablate.interventions import Condition
-from ablate.model import DecodeCache
+from ablate.model import DecodeCache, SharedPrefixCache
 from ablate.rank import effective_rank
 from ablate.tasks.base import Item, Task
 from ablate.tasks.prompts import generative_example, teacher_forced_example, truncate_at_stop
@@ -115,13 +122,24 @@ def encode_prompts(
 
 @dataclass
 class _Prefill:
-    """The state after the prompt pass: cache, next positions, per-row rank sums."""
+    """The state after the prompt pass: the prompt cache, each prompt's next position
+    and the rank sums over prompt positions (shared by every condition of the pass)."""
 
     cache: DecodeCache
-    first_logits: torch.Tensor  # (B, V)
     positions: torch.Tensor  # (B,) position of each row's next token
     every: RankSums  # M(0..T) over all positions
     generating: RankSums  # M(0..T) over positions whose head input produced a token
+
+
+@dataclass
+class _Branch:
+    """One condition's continuation of a prefill: its first logits and rank sums."""
+
+    index: int  # of the condition in the evaluation's list
+    condition: Condition
+    first_logits: torch.Tensor  # (B, V)
+    every: RankSums
+    generating: RankSums
     head: RankSums  # head input over all positions
 
 
@@ -135,20 +153,20 @@ class _Decoder:
     """Greedy decoding of one batch of prompts for one model and precision."""
 
     def __init__(self, model: torch.nn.Module, tokenizer: Tokenizer, n_iterations: int,
-                 device: torch.device, precision: str) -> None:
+                 device: torch.device, precision: str, eval_seed: int) -> None:
         self.model, self.tokenizer, self.T = model, tokenizer, n_iterations
-        self.device, self.precision = device, precision
+        self.device, self.precision, self.eval_seed = device, precision, eval_seed
 
     def _precision(self) -> AbstractContextManager:
         return autocast(self.device, self.precision)
 
     def prompt_pass(
-        self, batch: Sequence[EncodedPrompt]
+        self, batch: Sequence[EncodedPrompt], reserve: int
     ) -> tuple[_Prefill, list[torch.Tensor], Any]:
-        """Run the prompts (under whatever hooks are attached). Returns the prefill with
-        unablated head ranks and first logits, the states, and the real positions."""
+        """Run the prompts (under whatever hooks are attached). Returns the prefill, the
+        states, and the real positions (rows, cols, last)."""
         ids, mask, positions = left_pad([p.prompt_ids for p in batch], self.device)
-        cache = DecodeCache()
+        cache = DecodeCache(reserve=reserve)
         with self._precision():
             states = self.model(ids, self.T, attention_mask=mask, position_ids=positions,
                                 cache=cache, return_states=True, head=False).states
@@ -159,60 +177,99 @@ class _Decoder:
         every.add(eranks, rows)
         last = cols == ids.shape[1] - 1
         generating.add(eranks[:, last.cpu()], rows[last])
-        prefill = _Prefill(cache, torch.empty(0), mask.sum(1), every, generating, RankSums(B, 1))
-        return prefill, states, (rows, cols, last)
+        return _Prefill(cache, mask.sum(1), every, generating), states, (rows, cols, last)
 
-    def finish_prefill(self, prefill: _Prefill, Y: torch.Tensor, rows: torch.Tensor,
-                       last: torch.Tensor) -> _Prefill:
-        """Head ranks and first logits from the head inputs Y (N, d, d) at the real positions."""
-        head = _copy_sums(prefill.head)
-        head.add(effective_rank(Y)[None].cpu(), rows)
+    def branch(self, prefill: _Prefill, index: int, condition: Condition, Y: torch.Tensor,
+               rows: torch.Tensor, last: torch.Tensor,
+               erank: torch.Tensor | None = None) -> _Branch:
+        """A condition's first logits and head ranks from its head inputs Y (N, d, d) at
+        the real positions (``erank`` (N,): their effective ranks, when known)."""
+        head = RankSums(len(prefill.positions), 1)
+        head.add((erank if erank is not None else effective_rank(Y).cpu())[None], rows)
         with self._precision():
             logits = self.model.head(Y[last]).float()  # (B, V), rows in order
-        return _Prefill(prefill.cache.fork(), logits, prefill.positions.clone(),
-                        _copy_sums(prefill.every), _copy_sums(prefill.generating), head)
+        return _Branch(index, condition, logits, _copy_sums(prefill.every),
+                       _copy_sums(prefill.generating), head)
 
-    def decode(self, batch: Sequence[EncodedPrompt], prefill: _Prefill) -> list[list[int]]:
-        """Greedy tokens per row (EOS excluded), under whatever hooks are attached."""
+    def decode(self, batch: Sequence[EncodedPrompt], prefill: _Prefill,
+               branches: Sequence[_Branch], apply: bool) -> list[list[list[int]]]:
+        """Greedy tokens (EOS excluded) of every prompt under every branch, [branch][prompt],
+        decoded as prompts x branches rows of one batch that share the prompt cache. With
+        ``apply`` each branch's condition is applied to its rows' head inputs (conditions
+        after the backbone); otherwise whatever hooks are attached act (one branch)."""
+        assert apply or len(branches) == 1
+        B, C = len(batch), len(branches)
         eos = self.tokenizer.eos_id
-        generated: list[list[int]] = [[] for _ in batch]
-        active = list(range(len(batch)))
-        logits, positions, cache = prefill.first_logits, prefill.positions, prefill.cache
+        cap = max(p.max_new_tokens for p in batch)
+        cache = SharedPrefixCache(prefill.cache, n_branches=C, capacity=cap)
+        generated: list[list[list[int]]] = [[[] for _ in batch] for _ in branches]
+        active = [(b, c) for b in range(B) for c in range(C)]  # the cache's row order
+        logits = torch.stack([branch.first_logits for branch in branches], 1).flatten(0, 1)
+        positions = prefill.positions.repeat_interleave(C)
+        windows = [max((len(s.encode()) for s in p.stop_sequences), default=0) + 1
+                   for p in batch]
         while True:
             tokens = logits.argmax(-1)  # (n_active,)
             keep = []
-            for j, row in enumerate(active):
+            for j, (b, c) in enumerate(active):
                 token = int(tokens[j])
                 if token == eos:
                     continue
-                generated[row].append(token)
-                prompt = batch[row]
+                out = generated[c][b]
+                out.append(token)
+                prompt = batch[b]
                 # A stop sequence first present now ends in this token, so the last
                 # (longest stop in bytes + 1) tokens hold it: no need to decode it all.
-                window = max((len(s.encode()) for s in prompt.stop_sequences), default=0) + 1
-                tail = self.tokenizer.decode(generated[row][-window:])
+                tail = self.tokenizer.decode(out[-windows[b]:])
                 stopped = any(stop in tail for stop in prompt.stop_sequences)
-                if not stopped and len(generated[row]) < prompt.max_new_tokens:
+                if not stopped and len(out) < prompt.max_new_tokens:
                     keep.append(j)
             if not keep:
                 return generated
             if len(keep) < len(active):
+                cache.keep(keep)
                 index = torch.tensor(keep, device=self.device)
-                cache.reorder(index)
                 tokens, positions = tokens[index], positions[index]
                 active = [active[j] for j in keep]
             with self._precision():
                 states = self.model(tokens[:, None], self.T, position_ids=positions[:, None],
                                     cache=cache, return_states=True, head=False).states
             positions = positions + 1
-            rows = torch.tensor(active)
             eranks = torch.stack([effective_rank(S[:, 0]).cpu() for S in states[: self.T + 1]])
-            prefill.every.add(eranks, rows)
-            prefill.generating.add(eranks, rows)
-            Y = states[-1][:, 0]  # (n_active, d, d)
-            prefill.head.add(effective_rank(Y)[None].cpu(), rows)
+            logits = self._next_logits(states, active, branches, eranks, apply)
+
+    def _next_logits(self, states: list[torch.Tensor], active: list[tuple[int, int]],
+                     branches: Sequence[_Branch], eranks: torch.Tensor,
+                     apply: bool) -> torch.Tensor:
+        """Logits (n_active, V) of the live rows, each under its branch's condition; adds
+        the new position's ranks to the branches' sums."""
+        Y = states[-1][:, 0]  # (n_active, d, d)
+        logits = None
+        for c, branch in enumerate(branches):
+            index = [j for j, (_, cc) in enumerate(active) if cc == c]
+            if not index:
+                continue
+            prompts = torch.tensor([active[j][0] for j in index])
+            branch.every.add(eranks[:, index], prompts)
+            branch.generating.add(eranks[:, index], prompts)
+            rows = torch.tensor(index, device=Y.device)
+            Yc = Y[rows]
+            if apply:
+                ends = BackboneEnds(pre_norm=states[self.T][rows, 0], head_input=Yc)
+                with self._precision():
+                    Yc = ends.condition_head_input(branch.condition, self.model.final_norm,
+                                                   self.eval_seed)
+                erank = ends.head_input_erank(branch.condition, Yc, self.eval_seed)
+            else:
+                erank = effective_rank(Yc).cpu()
+            branch.head.add(erank[None], prompts)
             with self._precision():
-                logits = self.model.head(Y).float()
+                part = self.model.head(Yc).float()
+            if logits is None:
+                logits = part.new_empty(len(active), part.shape[-1])
+            logits[rows] = part
+        assert logits is not None
+        return logits
 
 
 def run_generative(
@@ -229,57 +286,79 @@ def run_generative(
     precision: str = "float32",
     shared_backbone: bool = True,
     progress: Callable[[int], None] | None = None,
+    decode_memory: int | None = None,
 ) -> list[list[dict[str, Any]]]:
-    """Item + metric columns, ``[condition][item]``, in the given orders."""
+    """Item + metric columns, ``[condition][item]``, in the given orders.
+
+    Conditions acting after the backbone share one prompt pass per batch and are decoded
+    together, as rows of one batch, in groups whose decode caches fit ``decode_memory``
+    bytes (default: ``batching.decode_memory_budget``).
+    """
     device = device if device is not None else torch.device("cpu")
     results: list[list[dict[str, Any]]] = [[{} for _ in prompts] for _ in conditions]
     shared, separate = split_conditions(conditions, shared_backbone)
-    decoder = _Decoder(model, tokenizer, n_iterations, device, precision)
+    decoder = _Decoder(model, tokenizer, n_iterations, device, precision, eval_seed)
     same_length = getattr(model.config, "embedding", "") == "bigram"
     lengths = [len(p.prompt_ids) for p in prompts]
     batches = length_sorted_batches(lengths, batch_size)
     if same_length:
         batches = [[i for i in b if lengths[i] == n] for b in batches
                    for n in sorted({lengths[i] for i in b}, reverse=True)]
+    budget = decode_memory if decode_memory is not None else decode_memory_budget(device)
 
-    def finish(ci: int, batch: list[int], prefill: _Prefill, hooks: Any) -> None:
-        with hooks:
-            generated = decoder.decode([prompts[i] for i in batch], prefill)
-        every, generating, head = (s.means() for s in (prefill.every, prefill.generating,
-                                                        prefill.head))
-        for b, index in enumerate(batch):
-            prompt = prompts[index]
-            text = truncate_at_stop(tokenizer.decode(generated[b]), prompt.stop_sequences)
-            score = task.score(text, prompt.item)
-            results[ci][index] = {
-                **prompt.item_columns(), "solution_bytes": prompt.target_bytes,
-                "prediction": text, "correct_strict": score.correct_strict,
-                "correct_flexible": score.correct_flexible,
-                "correct_numeric": score.correct_numeric, "invalid": score.invalid,
-                "correct": float(score.correct_numeric), "erank_per_iter": every[b],
-                "erank_answer_per_iter": generating[b], "erank_head_input": head[b][0],
-            }
+    def store(batch: list[int], branches: Sequence[_Branch],
+              generated: list[list[list[int]]]) -> None:
+        for branch, outputs in zip(branches, generated, strict=True):
+            ci = branch.index
+            every, generating, head = (s.means() for s in (branch.every, branch.generating,
+                                                            branch.head))
+            for b, index in enumerate(batch):
+                prompt = prompts[index]
+                text = truncate_at_stop(tokenizer.decode(outputs[b]), prompt.stop_sequences)
+                score = task.score(text, prompt.item)
+                results[ci][index] = {
+                    **prompt.item_columns(), "solution_bytes": prompt.target_bytes,
+                    "prediction": text, "correct_strict": score.correct_strict,
+                    "correct_flexible": score.correct_flexible,
+                    "correct_numeric": score.correct_numeric, "invalid": score.invalid,
+                    "correct": float(score.correct_numeric), "erank_per_iter": every[b],
+                    "erank_answer_per_iter": generating[b], "erank_head_input": head[b][0],
+                }
 
     for batch in batches:
         encoded = [prompts[i] for i in batch]
+        reserve = max(p.max_new_tokens for p in encoded)
+        row_bytes = reserve * _position_bytes(model, n_iterations)
+        per_decode = max(1, budget // max(1, len(batch) * row_bytes))
         if shared:
-            prefill, states, (rows, cols, last) = decoder.prompt_pass(encoded)
+            prefill, states, (rows, cols, last) = decoder.prompt_pass(encoded, reserve)
             ends = BackboneEnds(pre_norm=states[n_iterations][rows, cols],
                                 head_input=states[-1][rows, cols])
             del states
+            branches = []
             for ci in shared:
                 with autocast(device, precision):
                     Y = ends.condition_head_input(conditions[ci], model.final_norm, eval_seed)
-                forked = decoder.finish_prefill(prefill, Y, rows, last)
-                finish(ci, batch, forked, model.hooks(conditions[ci].hooks(eval_seed)))
+                erank = ends.head_input_erank(conditions[ci], Y, eval_seed)
+                branches.append(decoder.branch(prefill, ci, conditions[ci], Y, rows, last,
+                                               erank))
+            del ends
+            for start in range(0, len(branches), per_decode):
+                group = branches[start:start + per_decode]
+                store(batch, group, decoder.decode(encoded, prefill, group, apply=True))
         for ci in separate:
             with model.hooks(conditions[ci].hooks(eval_seed)):
-                prefill, states, (rows, cols, last) = decoder.prompt_pass(encoded)
-                Y = states[-1][rows, cols]
+                prefill, states, (rows, cols, last) = decoder.prompt_pass(encoded, reserve)
+                branch = decoder.branch(prefill, ci, conditions[ci], states[-1][rows, cols],
+                                        rows, last)
                 del states
-                prefill = decoder.finish_prefill(prefill, Y, rows, last)
-            finish(ci, batch, prefill, model.hooks(conditions[ci].hooks(eval_seed)))
+                store(batch, [branch], decoder.decode(encoded, prefill, [branch], apply=False))
         if progress is not None:
             progress(len(batch) * len(conditions))
     return results
 
+
+def _position_bytes(model: torch.nn.Module, n_iterations: int) -> int:
+    """Bytes of keys and values one position adds to a decode cache (float32)."""
+    config = model.config
+    return 2 * config.n_layers * max(1, n_iterations) * config.mat_dim ** 2 * 4

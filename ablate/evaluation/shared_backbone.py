@@ -21,6 +21,7 @@ import torch
 
 from ablate.interventions import Condition
 from ablate.projections import LowRankBasis, decompose
+from ablate.rank import effective_rank, effective_rank_of_spectrum
 
 PRE_NORM = "final_norm.hook_in"
 HEAD_INPUT = "head.hook_in"
@@ -45,6 +46,7 @@ class BackboneEnds:
     pre_norm: torch.Tensor
     head_input: torch.Tensor
     _bases: dict[str, LowRankBasis] = field(default_factory=dict)
+    _unablated_erank: torch.Tensor | None = None
 
     def _basis(self, site: str, condition: Condition) -> LowRankBasis | None:
         first = next(p for p in condition.interventions if p.hook_name == site)
@@ -73,3 +75,24 @@ class BackboneEnds:
             Y = self.head_input
             head_basis = self._basis(HEAD_INPUT, condition) if HEAD_INPUT in sites else None
         return condition.apply_at(HEAD_INPUT, Y, eval_seed, head_basis)
+
+    def head_input_erank(self, condition: Condition, Y: torch.Tensor,
+                         eval_seed: int) -> torch.Tensor:
+        """Effective rank (N,) float64 on CPU of the head inputs Y (N, d, d) that
+        ``condition_head_input`` returned. A condition that is one rank-k cut of the head
+        input takes it from the cut's known spectrum (``InterventionKind.spectrum``: the
+        top k singular values of the shared decomposition, or those of the k x d matrix
+        Qᵀ Y), which agrees with decomposing Y to ~1e-6 relative (float32 round-off of Y)
+        at a fraction of the cost; the unablated value is computed once."""
+        d = Y.shape[-1]
+        parts = condition.interventions
+        if condition.identity or all(p.is_identity(d) for p in parts):
+            if self._unablated_erank is None:
+                self._unablated_erank = effective_rank(self.head_input).cpu()
+            return self._unablated_erank
+        if len(parts) == 1 and parts[0].hook_name == HEAD_INPUT and parts[0].kind.spectrum:
+            part = parts[0]
+            spectrum = part.kind.spectrum(part, self.head_input, eval_seed,
+                                          self._basis(HEAD_INPUT, condition))
+            return effective_rank_of_spectrum(spectrum).cpu()
+        return effective_rank(Y).cpu()

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from transformers import AutoConfig, AutoModel
 
+from ablate.model.cache import DecodeCache, SharedPrefixCache
 from ablate.model.config import VARIANTS, MatrixThinkerConfig
 from ablate.model.hooks import SITE_ALIASES, hook_names, resolve_site
-from ablate.model.thinker import DecodeCache, MatrixThinker, ThinkerOutput
+from ablate.model.thinker import MatrixThinker, ThinkerOutput
 
 AutoConfig.register("matrix_thinker", MatrixThinkerConfig, exist_ok=True)
 AutoModel.register(MatrixThinkerConfig, MatrixThinker, exist_ok=True)
@@ -21,6 +22,7 @@ __all__ = [
     "DecodeCache",
     "MatrixThinker",
     "MatrixThinkerConfig",
+    "SharedPrefixCache",
     "ThinkerOutput",
     "hook_names",
     "resolve_site",

@@ -1,16 +1,22 @@
 """Causal attention between matrix tokens: Frobenius (spec §2.3) and 3D (spec §2.4).
 
-Both split each d×d matrix into H contiguous row blocks of height h = d/H. Both accept
-the keys/values of earlier positions (``past``) so that decoding can reuse them; with no
-``past`` and no mask they reduce to exactly the research computation.
+Both split each d×d matrix into H contiguous row blocks of height h = d/H; queries, keys
+and values are (B, H, L, h, d). Both score a query against a key by the Frobenius inner
+product of their row blocks (``scores``); they differ in how the weights mix the values
+(``mix``). ``attend`` is the fused computation of both steps. A decode cache
+(``ablate.model.cache``) stores keys and values between calls and may split the keys into
+parts (a prompt shared by several continuations, and each continuation's own tokens);
+since ``mix`` is linear in the weights, the parts can be mixed separately and summed.
+With no cache and no mask the forward pass is exactly the research computation.
 
     >>> attn = FrobeniusAttention(d=8, n_heads=2, dropout=0.0)
-    >>> out, kv = attn(torch.randn(1, 4, 8, 8))
+    >>> out = attn(torch.randn(1, 4, 8, 8))
 """
 
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
@@ -18,7 +24,10 @@ from torch import nn
 
 from ablate.model.layers import MatrixRMSNorm, RowThenColProjection
 
-KV = tuple[torch.Tensor, torch.Tensor]
+if TYPE_CHECKING:
+    from ablate.model.cache import AttentionCache
+
+Slot = tuple[int, int]  # (iteration t, layer index): where a cache keeps keys and values
 
 
 class _MatrixAttention(nn.Module):
@@ -36,38 +45,65 @@ class _MatrixAttention(nn.Module):
         self.head_dim = d // n_heads
         self.dropout_p = dropout
 
-    def _split(self, X: torch.Tensor) -> torch.Tensor:
+    def split(self, X: torch.Tensor) -> torch.Tensor:
         B, L, d, _ = X.shape
         return X.view(B, L, self.n_heads, self.head_dim, d).transpose(1, 2)  # (B, H, L, h, d)
 
-    def _merge(self, O: torch.Tensor) -> torch.Tensor:
+    def merge(self, O: torch.Tensor) -> torch.Tensor:
         B, H, L, h, d = O.shape
         return O.transpose(1, 2).reshape(B, L, d, d)
 
     def forward(
-        self, M: torch.Tensor, mask: torch.Tensor | None = None, past: KV | None = None
-    ) -> tuple[torch.Tensor, KV]:
-        """``M`` (B, L, d, d); ``mask`` bool (B|1, 1, L, L_past+L), True = may attend,
-        or None for plain causal attention. Returns the output and the (k, v) of all
-        positions so far, each (B, H, L_past+L, h, d)."""
+        self,
+        M: torch.Tensor,
+        mask: torch.Tensor | None = None,
+        cache: AttentionCache | None = None,
+        slot: Slot = (0, 0),
+    ) -> torch.Tensor:
+        """``M`` (B, L, d, d) -> M + attention output. ``mask`` bool (B|1, 1, L, L_keys),
+        True = may attend, or None for plain causal attention; with a ``cache`` the keys
+        and values of this call are stored at ``slot`` and the queries see every key the
+        cache holds there."""
         X = self.norm(M)
-        q = self._split(self.q_proj(X))
-        k = self._split(self.k_proj(X))
-        v = self._split(self.v_proj(X))
-        if past is not None:
-            k = torch.cat([past[0], k], dim=2)
-            v = torch.cat([past[1], v], dim=2)
-        O = self._attend(q, k, v, mask, causal=past is None and mask is None)  # (B,H,L,h,d)
-        return M + self.o_proj(self._merge(O)), (k, v)
+        q = self.split(self.q_proj(X))
+        k = self.split(self.k_proj(X))
+        v = self.split(self.v_proj(X))
+        if cache is None:
+            O = self.attend(q, k, v, mask, causal=mask is None)  # (B, H, L, h, d)
+        else:
+            O = cache.attend(slot, self, q, k, v, mask)
+        return M + self.o_proj(self.merge(O))
 
-    def _attend(self, q, k, v, mask, causal):  # pragma: no cover - abstract
+    # The two steps of attention, for caches that hold keys in parts. Shapes: q (..., Lq,
+    # h, d), k and v (..., Lk, h, d), weights (..., Lq, Lk).
+    scale: float
+
+    def scores(self, q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+        """Scaled Frobenius inner products of row blocks: (..., Lq, Lk)."""
+        return (q.flatten(-2) @ k.flatten(-2).mT) * self.scale
+
+    def mix(self, w: torch.Tensor, q: torch.Tensor, k: torch.Tensor,
+            v: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+               mask: torch.Tensor | None, causal: bool) -> torch.Tensor:  # pragma: no cover
         raise NotImplementedError
 
 
 class FrobeniusAttention(_MatrixAttention):
     """Scaled dot-product attention on flattened row blocks; scale 1/sqrt(h·d)."""
 
-    def _attend(
+    def __init__(self, d: int, n_heads: int, dropout: float) -> None:
+        super().__init__(d, n_heads, dropout)
+        self.scale = 1.0 / math.sqrt(self.head_dim * d)
+
+    def mix(self, w: torch.Tensor, q: torch.Tensor, k: torch.Tensor,
+            v: torch.Tensor) -> torch.Tensor:
+        out = w @ v.flatten(-2)  # (..., Lq, h*d)
+        return out.view(*out.shape[:-1], *v.shape[-2:])
+
+    def attend(
         self,
         q: torch.Tensor,
         k: torch.Tensor,
@@ -98,8 +134,19 @@ class Matrix3DAttention(_MatrixAttention):
     def __init__(self, d: int, n_heads: int, dropout: float) -> None:
         super().__init__(d, n_heads, dropout)
         self.attn_dropout = nn.Dropout(dropout)
+        self.scale = 1.0 / math.sqrt(self.head_dim)
 
-    def _attend(
+    def scores(self, q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+        # The research order of operations: inner products first, then the division.
+        return torch.einsum("...lrc,...mrc->...lm", q, k) / math.sqrt(q.shape[-2])
+
+    def mix(self, w: torch.Tensor, q: torch.Tensor, k: torch.Tensor,
+            v: torch.Tensor) -> torch.Tensor:
+        kv = torch.einsum("...mrc,...mre->...mce", k, v)  # (..., Lk, d, d): K_mᵀ V_m
+        agg = torch.einsum("...lm,...mce->...lce", w, kv)  # (..., Lq, d, d)
+        return q @ agg  # (..., Lq, h, d)
+
+    def attend(
         self,
         q: torch.Tensor,
         k: torch.Tensor,
@@ -107,17 +154,14 @@ class Matrix3DAttention(_MatrixAttention):
         mask: torch.Tensor | None,
         causal: bool,
     ) -> torch.Tensor:
-        B, H, L, h, d = q.shape
-        Lk = k.shape[2]
-        s = torch.einsum("bhlrc,bhmrc->bhlm", q, k) / math.sqrt(h)  # (B, H, L, Lk)
+        L, Lk = q.shape[2], k.shape[2]
+        s = self.scores(q, k)  # (B, H, L, Lk)
         if mask is None:
             # Plain causal over the last L of Lk positions (also right when Lk > L).
             mask = torch.ones(L, Lk, dtype=torch.bool, device=q.device).tril(Lk - L)
         s = s.masked_fill(~mask, float("-inf"))
         w = self.attn_dropout(torch.softmax(s, dim=-1))
-        kv = torch.einsum("bhmrc,bhmre->bhmce", k, v)  # (B, H, Lk, d, d): K_mᵀ V_m
-        agg = torch.einsum("bhlm,bhmce->bhlce", w, kv)  # (B, H, L, d, d)
-        return q @ agg  # (B, H, L, h, d)
+        return self.mix(w, q, k, v)  # (B, H, L, h, d)
 
 
 ATTENTIONS: dict[str, type[_MatrixAttention]] = {

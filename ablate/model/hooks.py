@@ -51,12 +51,19 @@ class HookedMixin:
                 self._hook_table.remove(entry)
             self._hook_cache.clear()
 
-    def _hook(self, name: str, x: torch.Tensor) -> torch.Tensor:
+    def _hooks_at(self, name: str) -> list[HookFn]:
         fns = self._hook_cache.get(name)
         if fns is None:
             fns = [fn for pattern, fn in self._hook_table if fnmatchcase(name, pattern)]
             self._hook_cache[name] = fns
-        for fn in fns:
+        return fns
+
+    def has_hook(self, name: str) -> bool:
+        """Whether a hook is attached at the point ``name``."""
+        return bool(self._hook_table) and bool(self._hooks_at(name))
+
+    def _hook(self, name: str, x: torch.Tensor) -> torch.Tensor:
+        for fn in self._hooks_at(name):
             out = fn(x, name)
             if out is not None:
                 x = out

@@ -14,17 +14,20 @@ load with ``strict=True``. It is a ``transformers.PreTrainedModel``, so
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import partial
 
 import torch
 from torch import nn
 from transformers import PreTrainedModel
 
 from ablate.errors import AblateError
-from ablate.model.attention import ATTENTIONS, KV
+from ablate.model.attention import ATTENTIONS
+from ablate.model.cache import AttentionCache, padded_causal_mask
 from ablate.model.config import MatrixThinkerConfig
 from ablate.model.embedding import build_embeddings, starting_matrices
 from ablate.model.heads import MultiProbeHead, collapse_readout
 from ablate.model.hooks import HookedMixin
+from ablate.model.inference import run_blocks
 from ablate.model.layers import MatrixRMSNorm, MultiplicativeThinkingLayer
 
 
@@ -39,7 +42,7 @@ class ThinkingBlock(nn.Module):
         self.think = MultiplicativeThinkingLayer(d, config.dropout)
 
     def forward(self, M: torch.Tensor) -> torch.Tensor:
-        return self.think(self.attn(M)[0])
+        return self.think(self.attn(M))
 
 
 @dataclass
@@ -50,36 +53,6 @@ class ThinkerOutput:
     logits: torch.Tensor
     states: list[torch.Tensor] | None = None
     ranks: list[float] = field(default_factory=list)
-
-
-class DecodeCache:
-    """Keys/values per (iteration, layer) and the token history, for causal decoding.
-
-    Attention is causal in every iteration, so a new position's states depend on the
-    earlier positions only through their keys and values at each (t, layer).
-    """
-
-    def __init__(self) -> None:
-        self.kv: dict[tuple[int, int], KV] = {}
-        self.ids: torch.Tensor | None = None
-        self.length = 0
-        self.key_valid: torch.Tensor | None = None  # (B, length) bool, when padded
-
-    def fork(self) -> DecodeCache:
-        """An independent copy sharing tensors: the forward replaces cache entries and
-        never writes into them, so a shallow copy can branch (one prompt, many conditions)."""
-        copy = DecodeCache()
-        copy.kv, copy.ids, copy.length, copy.key_valid = (
-            dict(self.kv), self.ids, self.length, self.key_valid)
-        return copy
-
-    def reorder(self, index: torch.Tensor) -> None:
-        """Keep only the batch rows in ``index`` (finished sequences can be dropped)."""
-        self.kv = {key: (k[index], v[index]) for key, (k, v) in self.kv.items()}
-        if self.ids is not None:
-            self.ids = self.ids[index]
-        if self.key_valid is not None:
-            self.key_valid = self.key_valid[index]
 
 
 class MatrixThinker(HookedMixin, PreTrainedModel):
@@ -102,6 +75,9 @@ class MatrixThinker(HookedMixin, PreTrainedModel):
         else:
             self.output_head = MultiProbeHead(d, config.vocab_size, config.n_probes)
         self._init_hooks()
+        # Eval-mode forwards without gradients run ablate.model.inference (the same
+        # function, faster); False runs the reference blocks everywhere (for comparisons).
+        self.use_inference_path = True
         self.post_init()
 
     def _init_weights(self, module: nn.Module) -> None:
@@ -126,7 +102,9 @@ class MatrixThinker(HookedMixin, PreTrainedModel):
         L = input_ids.shape[1]
         if position_ids is None:
             position_ids = torch.arange(offset, offset + L, device=input_ids.device)[None]
-        top = int(position_ids.max()) if position_ids.numel() else -1
+        # (Skipped while a CUDA graph is captured: reading the maximum would synchronise.)
+        capturing = position_ids.is_cuda and torch.cuda.is_current_stream_capturing()
+        top = int(position_ids.max()) if position_ids.numel() and not capturing else -1
         if top >= self.config.max_len:
             raise AblateError(
                 f"sequence reaches position {top} but the model's max_len is "
@@ -143,7 +121,7 @@ class MatrixThinker(HookedMixin, PreTrainedModel):
         embeds: torch.Tensor | None = None,
         attention_mask: torch.Tensor | None = None,
         position_ids: torch.Tensor | None = None,
-        cache: DecodeCache | None = None,
+        cache: AttentionCache | None = None,
         return_states: bool = False,
         measure_ranks: bool = False,
         head: bool = True,
@@ -163,37 +141,24 @@ class MatrixThinker(HookedMixin, PreTrainedModel):
         if embeds is None:
             if input_ids is None:
                 raise AblateError("forward needs input_ids or embeds")
-            history = cache.ids if cache is not None else None
+            reads_history = self.config.embedding == "bigram"
+            history = cache.ids if cache is not None and reads_history else None
             M = self.embed(input_ids, position_ids, history, offset=past_len)  # (B, L, d, d)
         else:
             M = embeds
         B, L = M.shape[:2]
-        mask = self._attention_mask(B, L, past_len, attention_mask, cache, M.device)
+        if cache is not None:
+            mask = cache.attention_mask(B, L, attention_mask, M.device)
+        else:
+            mask = _mask_without_cache(B, L, attention_mask, M.device)
         if hooked:
             M = self._hook("embed.hook_out", M)
-        states = [M] if return_states else None
-        ranks: list[float] = []
-        for t in range(1, T + 1):
-            for i, block in enumerate(self.layers):
-                past = cache.kv.get((t, i)) if cache is not None else None
-                M, kv = block.attn(M, mask, past)
-                if cache is not None:
-                    cache.kv[(t, i)] = kv
-                if hooked:
-                    M = self._hook(f"iter.{t}.layer.{i}.attn.hook_out", M)
-                M = block.think(M)
-                if hooked:
-                    M = self._hook(f"iter.{t}.layer.{i}.hook_out", M)
-            if hooked:
-                M = self._hook(f"iter.{t}.hook_out", M)
-            if states is not None:
-                states.append(M)
-            if measure_ranks:
-                from ablate.rank import research_measure_ranks
-
-                ranks.append(research_measure_ranks(M))
+        M0 = M
+        run = self._run_blocks if self._needs_reference_path() else partial(run_blocks, self)
+        M, iterations, ranks = run(M, T, mask, cache, return_states, measure_ranks)
         if cache is not None:
-            self._advance_cache(cache, input_ids, L)
+            cache.advance(L, input_ids)
+        states = [M0, *iterations] if return_states else None
         if hooked:
             M = self._hook("final_norm.hook_in", M)
         Y = self.final_norm(M)
@@ -204,48 +169,41 @@ class MatrixThinker(HookedMixin, PreTrainedModel):
             return ThinkerOutput(logits=torch.empty(0), states=states, ranks=ranks)
         return ThinkerOutput(logits=self.head(Y), states=states, ranks=ranks)
 
-    def _attention_mask(
-        self,
-        B: int,
-        L: int,
-        past_len: int,
-        attention_mask: torch.Tensor | None,
-        cache: DecodeCache | None,
-        device: torch.device,
-    ) -> torch.Tensor | None:
-        """Bool (B|1, 1, L, past+L) or None for the plain causal fast path."""
-        if attention_mask is None and cache is not None and cache.key_valid is not None:
-            # Earlier chunks were padded: keep masking their padding in later chunks.
-            attention_mask = torch.ones(B, L, dtype=torch.bool, device=device)
-        if attention_mask is None and (past_len == 0 or L == 1):
-            return None
-        total = past_len + L
-        causal = torch.ones(L, total, dtype=torch.bool, device=device).tril(past_len)
-        if attention_mask is None:
-            return causal[None, None]
-        valid = attention_mask.to(device=device, dtype=torch.bool)
-        if valid.shape[1] == L and past_len:
-            prev = cache.key_valid if cache is not None else None
-            if prev is None:
-                prev = torch.ones(B, past_len, dtype=torch.bool, device=device)
-            valid = torch.cat([prev, valid], dim=1)
-        if valid.shape != (B, total):
-            raise AblateError(
-                f"attention_mask has shape {tuple(attention_mask.shape)}; expected "
-                f"({B}, {total}) or ({B}, {L}): one entry per (cached and new) position"
-            )
-        if cache is not None:
-            cache.key_valid = valid
-        # A padded query may see nothing else; letting it see itself avoids NaN rows.
-        diag = torch.zeros(L, total, dtype=torch.bool, device=device)
-        diag[torch.arange(L), past_len + torch.arange(L)] = True
-        return (causal[None] & valid[:, None, :] | diag[None])[:, None]  # (B, 1, L, total)
+    def _needs_reference_path(self) -> bool:
+        """Training and autograd run the reference blocks; evaluation (eval mode, no
+        gradients) runs ``ablate.model.inference``, unless ``use_inference_path`` is off."""
+        return self.training or torch.is_grad_enabled() or not self.use_inference_path
 
-    @staticmethod
-    def _advance_cache(cache: DecodeCache, input_ids: torch.Tensor | None, L: int) -> None:
-        cache.length += L
-        if input_ids is not None:
-            cache.ids = input_ids if cache.ids is None else torch.cat([cache.ids, input_ids], 1)
+    def _run_blocks(
+        self,
+        M: torch.Tensor,
+        T: int,
+        mask: torch.Tensor | None,
+        cache: AttentionCache | None,
+        keep_states: bool,
+        measure_ranks: bool,
+    ) -> tuple[torch.Tensor, list[torch.Tensor], list[float]]:
+        """The reference loop over iterations and layers (training, autograd)."""
+        hooked = bool(self._hook_table)
+        states: list[torch.Tensor] = []
+        ranks: list[float] = []
+        for t in range(1, T + 1):
+            for i, block in enumerate(self.layers):
+                M = block.attn(M, mask, cache, (t, i))
+                if hooked:
+                    M = self._hook(f"iter.{t}.layer.{i}.attn.hook_out", M)
+                M = block.think(M)
+                if hooked:
+                    M = self._hook(f"iter.{t}.layer.{i}.hook_out", M)
+            if hooked:
+                M = self._hook(f"iter.{t}.hook_out", M)
+            if keep_states:
+                states.append(M)
+            if measure_ranks:
+                from ablate.rank import research_measure_ranks
+
+                ranks.append(research_measure_ranks(M))
+        return M, states, ranks
 
     def num_parameters_trainable(self) -> int:
         """Trainable parameter count (the research ``count_params``; buffers excluded)."""
@@ -260,3 +218,16 @@ class MatrixThinker(HookedMixin, PreTrainedModel):
         if self.config.head == "collapse":
             info["model_type"] = "matrix"
         return out.logits, info
+
+
+def _mask_without_cache(B: int, L: int, attention_mask: torch.Tensor | None,
+                        device: torch.device) -> torch.Tensor | None:
+    """Bool (B, 1, L, L) for a padded batch, or None for the plain causal fast path."""
+    if attention_mask is None:
+        return None
+    valid = attention_mask.to(device=device, dtype=torch.bool)
+    if valid.shape != (B, L):
+        raise AblateError(f"attention_mask has shape {tuple(attention_mask.shape)}; expected "
+                          f"({B}, {L}): one entry per position")
+    causal = torch.ones(L, L, dtype=torch.bool, device=device).tril()
+    return padded_causal_mask(causal, valid, 0)

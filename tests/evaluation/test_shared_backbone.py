@@ -67,3 +67,26 @@ def test_generative_shared_prefill_equals_hooked_decoding(items, tokenizer):
     fast, hooked = both_ways(items[:2], tokenizer, "generative", spec, max_new_tokens=4)
     assert_same_records(fast, hooked)
     assert (fast.prediction.str.len() > 0).all()
+
+
+def test_head_input_erank_from_known_spectra_equals_decomposing_the_cut():
+    # Invariant: the effective rank taken from a cut's known spectrum (top-k singular
+    # values; those of Qᵀ Y or Y Q) agrees with decomposing the ablated matrices, up to
+    # the float32 round-off of the ablated matrices.
+    import torch
+
+    from ablate.evaluation.shared_backbone import BackboneEnds
+    from ablate.rank import effective_rank
+
+    generator = torch.Generator().manual_seed(0)
+    Y = torch.randn(50, 8, 8, generator=generator) * torch.exp(-torch.arange(8) / 3.0)
+    conditions = expand_conditions(
+        [{"name": "svd_rank_k", "k": [1, 3, 8]},
+         {"name": "svd_rank_k", "k": 2, "norm_matched": True},
+         {"name": "random_rank_k", "k": [1, 5], "draws": 2},
+         {"name": "random_rank_k", "k": 3, "side": "rows"}], d=8, n_layers=2)
+    ends = BackboneEnds(pre_norm=Y, head_input=Y)
+    for condition in conditions:
+        ablated = ends.condition_head_input(condition, lambda x: x, eval_seed=4)
+        fast = ends.head_input_erank(condition, ablated, eval_seed=4)
+        torch.testing.assert_close(fast, effective_rank(ablated), rtol=1e-5, atol=0)

@@ -154,3 +154,16 @@ def test_bad_arguments_are_clear_errors(items, tokenizer):
                               n_layers=2))
     with pytest.raises(AblateError, match="Unknown task"):
         run(model, ByteTokenizer(), items, task="gsm9k")
+
+
+def test_batches_cut_to_bound_memory_give_the_same_records(items, tokenizer, monkeypatch):
+    # Invariant: a batch evaluated as several smaller forward passes (the memory bound)
+    # gives the records of one pass.
+    from ablate.evaluation import batching
+
+    model = tiny_model(max_len=160)
+    whole = run(model, tokenizer, items)
+    monkeypatch.setattr(batching, "MAX_PASS_ENTRIES", 16 * 60)  # d = 4: 60 positions a pass
+    assert len(batching.within_memory([0, 1, 2], [50, 40, 30], d=4)) == 3
+    cut = run(model, tokenizer, items)
+    pd.testing.assert_frame_equal(cut, whole, rtol=1e-6, atol=1e-7)

@@ -30,7 +30,7 @@ from typing import Any
 import pandas as pd
 
 from ablate.errors import AblateError
-from ablate.executors import DoneFn, JobFn
+from ablate.executors.base import DoneFn, JobFn
 
 logger = logging.getLogger(__name__)
 
@@ -95,6 +95,11 @@ class RayExecutor:
         self.max_retries = max_retries
         self.max_in_flight = max_in_flight
         self.num_cpus = num_cpus
+
+    @property
+    def cpu_budget(self) -> int:
+        """Cores each job may use: its whole CPUs."""
+        return max(1, math.floor(self.cpus_per_job))
 
     def run(self, jobs: Sequence[Any], job_fn: JobFn, on_done: DoneFn) -> None:
         """Run ``jobs`` as Ray tasks; ``on_done`` runs here, in the driver, per finished job."""

@@ -1,0 +1,180 @@
+"""Running an experiment's jobs: ``run_experiment`` (jobs -> run directory) and ``run_job``
+(one job -> its records), with the loaders a sequential run reuses between jobs.
+
+    >>> result = run_experiment(experiment, "runs/quickstart")   # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from ablate.errors import AblateError
+from ablate.executors.base import Executor, ItemProgress, JobFn, RunProgress
+from ablate.executors.local import LocalExecutor
+from ablate.executors.threads import available_cores, job_threads, model_width, torch_threads
+from ablate.experiment import Experiment, Job, TaskSpec, expand_jobs
+from ablate.store import RunStore
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RunResult:
+    run_dir: Path
+    n_jobs: int
+    n_skipped: int  # finished by an earlier session
+    n_run: int
+
+
+def run_experiment(
+    experiment: Experiment,
+    run_dir: str | Path,
+    *,
+    executor: Executor | None = None,
+    progress: RunProgress | None = None,
+    experiment_file: str | None = None,
+    threads: int | None = None,
+) -> RunResult:
+    """Run every unfinished job of a resolved experiment into ``run_dir`` (resumable).
+
+    ``threads``: torch threads per job (default: ``ablate.executors.threads.job_threads``,
+    one for small-matrix models, else the executor's cores per job)."""
+    executor = executor or LocalExecutor()
+    jobs = expand_jobs(experiment)
+    store = RunStore.open(run_dir, config=experiment.to_dict(),
+                          config_hash=experiment.config_hash(),
+                          job_ids=[job.job_id for job in jobs], experiment_file=experiment_file,
+                          checkpoints=checkpoint_settings(experiment))
+    with store:
+        finished = store.finished()
+        todo = [job for job in jobs if job.job_id not in finished]
+        logger.info("%s: %d jobs, %d finished earlier, %d to run", run_dir, len(jobs),
+                    len(jobs) - len(todo), len(todo))
+        if progress is not None:
+            progress.start(len(jobs), len(jobs) - len(todo))
+
+        def write(job: Job, frame: pd.DataFrame) -> None:
+            store.write(job.job_id, frame)
+            if progress is not None:
+                progress.job_done(job)
+
+        job_fn: JobFn = functools.partial(run_job, threads=threads,
+                                          cpu_budget=executor.cpu_budget)
+        if executor.local and progress is not None:
+            job_fn = functools.partial(job_fn, progress=progress.records_done)
+        executor.run(todo, job_fn, write)
+    return RunResult(Path(run_dir), len(jobs), len(jobs) - len(todo), len(todo))
+
+
+def run_job(job: Job, *, progress: ItemProgress | None = None, threads: int | None = None,
+            cpu_budget: int | None = None) -> pd.DataFrame:
+    """The records of one job: item, condition and metric columns from the evaluation,
+    preceded by the job columns (``ablate.experiment.JOB_COLUMNS``). Runs with
+    ``threads`` torch threads, by default the thread policy's choice for the model
+    within ``cpu_budget`` cores (default: every core)."""
+    from ablate.evaluation import evaluate
+    from ablate.interventions import expand_conditions
+
+    loaded = _checkpoint(job.checkpoint.path, job.checkpoint.overrides)
+    items = _load_items(_canonical(vars(job.task)))
+    train_items = None
+    if job.task.few_shot:
+        train_items = _load_items(_canonical(vars(_few_shot_source(job.task))))
+    config = loaded.model.config
+    conditions = expand_conditions(list(job.interventions), d=config.mat_dim,
+                                   n_layers=config.n_layers)
+    total, done = len(items) * len(conditions), 0
+
+    def advance(n: int) -> None:
+        nonlocal done
+        done += n
+        assert progress is not None
+        progress(job, done, total)
+
+    if progress is not None:
+        progress(job, 0, total)
+    n_threads = job_threads(model_width(loaded.model), cpu_budget or available_cores(), threads)
+    with torch_threads(n_threads):
+        frame = evaluate(
+            loaded.model, loaded.tokenizer, items, conditions,
+            task=job.task.name, mode=job.task.mode, n_iterations=job.n_iterations,
+            eval_seed=job.eval_seed, batch_size=job.batch_size, device=job.device,
+            few_shot=job.task.few_shot, train_items=train_items,
+            progress=advance if progress is not None else None,
+        )
+    columns = pd.DataFrame({
+        name: pd.Series([value] * len(frame), dtype="string" if isinstance(value, str) else "int64")
+        for name, value in job.columns().items()
+    })
+    return pd.concat([columns, frame.reset_index(drop=True)], axis=1)
+
+
+# ---------------------------------------------------------------------------------------
+# Loading, cached: a sequential run visits one checkpoint's jobs back to back.
+
+def _canonical(values: Any) -> str:
+    return json.dumps(values, sort_keys=True)
+
+
+def _checkpoint(path: str, overrides: dict[str, Any]) -> Any:
+    """``load_checkpoint``'s result, reused while the path is unchanged on disk."""
+    return _load_checkpoint(path, _canonical(overrides), Path(path).stat().st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=1)
+def _load_checkpoint(path: str, overrides_json: str, modified: int) -> Any:
+    from ablate.checkpoint import load_checkpoint
+
+    return load_checkpoint(path, overrides=json.loads(overrides_json),
+                           overrides_from="experiment")
+
+
+def checkpoint_settings(experiment: Experiment) -> list[dict[str, Any]]:
+    """Per checkpoint of a resolved experiment: its matrix size d (a rank cut with k >= d
+    keeps the states, so the statistics treat its contrasts as identity checks), what the
+    weights do not give (attention, n_heads, ...), each value with its source, and the
+    facts that were assumed rather than stated; for the run manifest, so a report can say
+    where each came from."""
+    from ablate.checkpoint import read_checkpoint
+    from ablate.checkpoint.settings import settings_dict
+
+    found = []
+    for entry in experiment.checkpoints:
+        resolved = read_checkpoint(entry.path, overrides=entry.overrides,
+                                   overrides_from="experiment")
+        settings = settings_dict(resolved.settings)
+        found.append({"path": entry.path, "label": entry.label,
+                      "train_seed": entry.train_seed, "format": resolved.kind,
+                      "d": int(resolved.config.mat_dim), "settings": settings,
+                      "assumed": [k for k, v in settings.items() if v["how"] == "assumed"]})
+    return found
+
+
+@functools.lru_cache(maxsize=4)
+def _load_items(task_json: str) -> list[Any]:
+    spec = TaskSpec(**json.loads(task_json))
+    return _task(spec).load(spec.split, path=spec.path, limit=spec.limit)
+
+
+def _task(spec: TaskSpec) -> Any:
+    from ablate.tasks import get_task
+
+    return get_task(spec.name, **spec.options)
+
+
+def _few_shot_source(spec: TaskSpec) -> TaskSpec:
+    """Few-shot exemplars come from the train split of the same source, never the
+    evaluated split (a single-file path would serve the evaluated items back)."""
+    if spec.path is not None and Path(spec.path).is_file():
+        raise AblateError(
+            f"task '{spec.name}' has few_shot = {spec.few_shot} but path {spec.path} is one "
+            "file; pass a directory holding train and test files so exemplars come from train"
+        )
+    return TaskSpec(name=spec.name, split="train", path=spec.path, options=spec.options)

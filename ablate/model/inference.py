@@ -1,0 +1,230 @@
+"""The thinking blocks without autograd, in cache-sized chunks: the evaluation forward.
+
+At d = 32 every operation of a block acts on B·L small matrices. Run over all positions
+at once (the reference ``ThinkingBlock`` code, which training uses), each of the ~40
+elementwise passes of a block streams megabytes through memory and the left products
+``A X`` each need a transposing copy. Here the states are held row-outer, (d, B, L, d),
+so that over a group of positions both ``A X`` and ``X B`` are one matrix product on the
+storage as it is, projections that read the same input share one product, and every
+per-position step (norms, projections, the thinking layer) runs on chunks of positions
+whose tensors stay in the core's cache (``CPU_CHUNK_ENTRIES``); only attention sees all
+positions. On CUDA there is one chunk (the whole batch). Hook points fire on the full
+tensors between steps, as in the reference path (a hook gets the (B, L, d, d) view of
+the row-outer storage). The results equal the
+reference path up to float round-off (tests/model/test_inference.py); bench/forward.py
+measures the speed.
+
+    >>> M, states, ranks = run_blocks(model, M0, T=8, mask=None, cache=None,
+    ...                               keep_states=True, measure_ranks=False)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import torch
+import torch.nn.functional as F
+
+from ablate.model.layers import MatrixRMSNorm, MultiplicativeThinkingLayer, RowThenColProjection
+
+if TYPE_CHECKING:
+    from ablate.model.attention import _MatrixAttention
+    from ablate.model.cache import AttentionCache
+    from ablate.model.thinker import MatrixThinker
+
+# Matrix entries per chunk on CPU: 65536 float32 (256 KiB per (d, n, d) tensor, 64
+# positions at d = 32, 1024 at d = 8), so a thinking layer's working set stays in a
+# core's L2 cache. Measured on the 2-core machine (one thread, thinking layer alone,
+# d = 32): 52 GFLOP/s at 64 positions, 28 at 256, 20 at 1024, against 78 for torch.bmm
+# on 32x32 matrices; smaller chunks pay more per-operation overhead.
+CPU_CHUNK_ENTRIES = 65536
+
+
+def chunks(B: int, L: int, size: int) -> list[tuple[slice, slice]]:
+    """(rows, positions) slices covering a (B, L) grid in pieces of about ``size``
+    positions: spans of one row when L >= size, else groups of whole rows (so a chunk of
+    a (d, B, L, d) tensor is always viewable as (d, n, d))."""
+    if size <= L:
+        return [(slice(b, b + 1), slice(lo, min(lo + size, L)))
+                for b in range(B) for lo in range(0, L, size)]
+    per = max(1, size // max(L, 1))
+    return [(slice(b, min(b + per, B)), slice(0, L)) for b in range(0, B, per)]
+
+
+def row_outer(M: torch.Tensor) -> torch.Tensor:
+    """(B, L, d, d) -> (d, B, L, d) storage (a copy unless M is already a view of one)."""
+    return M.permute(2, 0, 1, 3).contiguous()
+
+
+def logical(R: torch.Tensor) -> torch.Tensor:
+    """The (B, L, d, d) view of row-outer storage (d, B, L, d)."""
+    return R.permute(1, 2, 0, 3)
+
+
+def _flat(R: torch.Tensor, rows: slice, cols: slice) -> torch.Tensor:
+    """The chunk R[:, rows, cols] as (d, n, d), a view."""
+    d = R.shape[0]
+    return R[:, rows, cols].view(d, -1, d)
+
+
+def _norm(norm: MatrixRMSNorm, X: torch.Tensor) -> torch.Tensor:
+    """MatrixRMSNorm of the n matrices of X (d, n, d)."""
+    r = torch.sqrt(X.pow(2).mean(dim=(0, 2), keepdim=True) + norm.eps)  # (1, n, 1)
+    return (X / r) * norm.weight[:, None, :]
+
+
+def _project(p: RowThenColProjection, X: torch.Tensor) -> torch.Tensor:
+    """silu(A X) B for the n matrices of X (d, n, d): two matrix products, no copies."""
+    d = X.shape[0]
+    Y = F.silu(torch.mm(p.A, X.reshape(d, -1)), inplace=True)  # (d, n*d): A X_j side by side
+    return torch.mm(Y.view(-1, d), p.B).view(d, -1, d)  # rows of every X_j times B
+
+
+def _project_each(projections: Sequence[RowThenColProjection], X: torch.Tensor) -> torch.Tensor:
+    """silu(A_p X) B_p for every projection p: (P, d, n, d) from X (d, n, d), with one
+    product for all the A_p and one batched product for the B_p."""
+    d, P = X.shape[0], len(projections)
+    A = torch.cat([p.A for p in projections])  # (P*d, d)
+    Y = F.silu(torch.mm(A, X.reshape(d, -1)), inplace=True)  # (P*d, n*d)
+    B = torch.stack([p.B for p in projections])  # (P, d, d)
+    return torch.bmm(Y.view(P, -1, d), B).view(P, d, -1, d)
+
+
+def _project_pairwise(projections: Sequence[RowThenColProjection],
+                      X: torch.Tensor) -> torch.Tensor:
+    """silu(A_p X_p) B_p for X (P, d, n, d): projection p of input p."""
+    P, d = X.shape[:2]
+    A = torch.stack([p.A for p in projections])  # (P, d, d)
+    Y = F.silu(torch.bmm(A, X.reshape(P, d, -1)), inplace=True)  # (P, d, n*d)
+    B = torch.stack([p.B for p in projections])
+    return torch.bmm(Y.view(P, -1, d), B).view(P, d, -1, d)
+
+
+def _think(layer: MultiplicativeThinkingLayer, M: torch.Tensor,
+           out: torch.Tensor | None = None) -> torch.Tensor:
+    """The thinking layer (spec §2.5) on M (d, n, d): M + update, into ``out`` if given."""
+    X = _norm(layer.norm, M)  # (d, n, d)
+    d = X.shape[0]
+    s = layer.scale.clamp(0.01, 0.5)
+    gates_values = _project_each((layer.delta_gate, layer.delta_value, layer.gamma_gate,
+                                  layer.gamma_value), X)  # (4, d, n, d)
+    inner = F.silu(gates_values[0::2]).mul_(gates_values[1::2])  # (2, d, n, d)
+    factors = _project_pairwise((layer.delta_up, layer.gamma_up), inner)  # Δ, Γ before s
+    factors = factors.mul_(s).add_(layer.I[:, None, :]).transpose(1, 2)  # (2, n, d, d): I+Δ, I+Γ
+    Xm = X.transpose(0, 1)  # (n, d, d): the matrices themselves
+    update = torch.bmm(torch.bmm(factors[0], Xm), factors[1])  # (I+Δ) X (I+Γ), (n, d, d)
+    rows = X.view(-1, d)  # (d*n, d): every row of every matrix
+    k = torch.mv(rows, layer.key_col[:, 0]).view(d, -1)  # (d, n): X_j key_col
+    v = torch.mv(rows, layer.val_col[:, 0]).view(d, -1)
+    gate_w = torch.stack([layer.gate_mult_W, layer.gate_write_W])[:, :, None, :]  # (2, d, 1, d)
+    gates = (X * gate_w).sum(1).sum(-1)  # (2, n): <W, X_j> for both gates
+    g_m = torch.sigmoid(gates[0] + layer.gate_mult_bias)  # (n,)
+    g_w = torch.sigmoid(gates[1] + layer.gate_write_bias)
+    update = update.to(X.dtype)  # float32 under autocast, as on the reference path
+    update.sub_(Xm).mul_(g_m[:, None, None])  # g_m (m_mult - X)
+    update.addcmul_((v * g_w).t()[:, :, None], k.t()[:, None, :])  # + g_w v kᵀ
+    return torch.add(M, update.transpose(0, 1), out=out)
+
+
+def _heads(attn: _MatrixAttention, P: torch.Tensor, nb: int, nl: int) -> torch.Tensor:
+    """A projected chunk (d, n, d) as (nb, H, nl, h, d), the layout of q, k and v."""
+    H, h, d = attn.n_heads, attn.head_dim, attn.d
+    return P.view(H, h, nb, nl, d).permute(2, 0, 3, 1, 4)
+
+
+def _attention(
+    model: MatrixThinker,
+    attn: _MatrixAttention,
+    R: torch.Tensor,
+    slot: tuple[int, int],
+    mask: torch.Tensor | None,
+    cache: AttentionCache | None,
+    pieces: list[tuple[slice, slice]],
+    buffers: dict[str, torch.Tensor],
+) -> torch.Tensor:
+    """The attention output O (B, H, L, h, d) of every position of R (d, B, L, d)."""
+    d, B, L, _ = R.shape
+    shape = torch.Size((B, attn.n_heads, L, attn.head_dim, d))
+    # Under autocast, queries, keys and values are kept (and cached) in its dtype, as the
+    # projections that produce them return it.
+    autocast = R.is_cuda and torch.is_autocast_enabled("cuda")
+    dtype = torch.get_autocast_dtype("cuda") if autocast else R.dtype
+    if "q" not in buffers or buffers["q"].shape != shape or buffers["q"].dtype != dtype:
+        buffers.update({name: R.new_empty(shape, dtype=dtype) for name in ("q", "k", "v")})
+    q = buffers["q"]
+    k, v = buffers["k"], buffers["v"]
+    reserved = cache.reserve(slot, shape, q) if cache is not None else None
+    if reserved is not None:
+        k, v = reserved  # written straight into the cache
+    for rows, cols in pieces:
+        X = _norm(attn.norm, _flat(R, rows, cols))
+        nb, nl = rows.stop - rows.start, cols.stop - cols.start
+        projected = _project_each((attn.q_proj, attn.k_proj, attn.v_proj), X)  # (3, d, n, d)
+        for P, dst in zip(projected, (q, k, v), strict=True):
+            dst[rows, :, cols] = _heads(attn, P, nb, nl)
+    if cache is None:
+        return attn.attend(q, k, v, mask, causal=mask is None)
+    return cache.attend(slot, attn, q, k, v, mask)
+
+
+def _attention_output(attn: _MatrixAttention, O: torch.Tensor, R: torch.Tensor,
+                      rows: slice, cols: slice) -> torch.Tensor:
+    """M + o_proj(merged O) for one chunk: (d, n, d)."""
+    d = attn.d
+    merged = O[rows, :, cols].permute(1, 3, 0, 2, 4).reshape(d, -1, d)  # (d, n, d)
+    return torch.add(_flat(R, rows, cols), _project(attn.o_proj, merged))  # R's dtype
+
+
+def _fire(model: MatrixThinker, name: str, R: torch.Tensor) -> torch.Tensor:
+    """Run the hooks at ``name`` on the (B, L, d, d) view; row-outer result."""
+    if not model.has_hook(name):
+        return R
+    view = logical(R)
+    out = model._hook(name, view)
+    return R if out is view else row_outer(out)
+
+
+def run_blocks(
+    model: MatrixThinker,
+    M: torch.Tensor,
+    T: int,
+    mask: torch.Tensor | None,
+    cache: AttentionCache | None,
+    keep_states: bool,
+    measure_ranks: bool,
+) -> tuple[torch.Tensor, list[torch.Tensor], list[float]]:
+    """T passes of the blocks from M(0) (B, L, d, d): (M(T), [M(1..T)] when
+    ``keep_states``, research rank measurements when ``measure_ranks``)."""
+    B, L, d, _ = M.shape
+    R = row_outer(M)  # (d, B, L, d)
+    size = max(1, CPU_CHUNK_ENTRIES // d**2) if M.device.type == "cpu" else max(B * L, 1)
+    pieces = chunks(B, L, size)
+    buffers: dict[str, torch.Tensor] = {}
+    states: list[torch.Tensor] = []
+    ranks: list[float] = []
+    for t in range(1, T + 1):
+        for i, block in enumerate(model.layers):
+            O = _attention(model, block.attn, R, (t, i), mask, cache, pieces, buffers)
+            out = torch.empty_like(R)
+            attn_name = f"iter.{t}.layer.{i}.attn.hook_out"
+            if model.has_hook(attn_name):  # the sublayer output must be whole for the hook
+                for rows, cols in pieces:
+                    _flat(out, rows, cols).copy_(_attention_output(block.attn, O, R, rows, cols))
+                R, out = _fire(model, attn_name, out), torch.empty_like(R)
+                for rows, cols in pieces:
+                    _think(block.think, _flat(R, rows, cols), out=_flat(out, rows, cols))
+            else:
+                for rows, cols in pieces:
+                    attended = _attention_output(block.attn, O, R, rows, cols)
+                    _think(block.think, attended, out=_flat(out, rows, cols))
+            del O
+            R = _fire(model, f"iter.{t}.layer.{i}.hook_out", out)
+        R = _fire(model, f"iter.{t}.hook_out", R)
+        if keep_states:
+            states.append(logical(R))
+        if measure_ranks:
+            from ablate.rank import research_measure_ranks
+
+            ranks.append(research_measure_ranks(logical(R)))
+    return logical(R), states, ranks
