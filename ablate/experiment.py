@@ -39,6 +39,7 @@ from ablate.codi import study_file
 from ablate.config import MODES, Table, check_device_name, config_hash, read_toml
 from ablate.errors import AblateError
 from ablate.sites import is_latent_site
+from ablate.stats.pvalues import MIN_N_BOOT, PRECISE_P_BOOT
 
 VERSION = 1
 # Loader settings a checkpoint file cannot tell (spec §3.6), passed to load_checkpoint;
@@ -93,12 +94,15 @@ class TaskSpec:
 @dataclass(frozen=True)
 class StatsSettings:
     """``[stats]``: equivalence margin (accuracy as a fraction, 0.02 = 2 pp), interval
-    level, bootstrap replicates, and the seed of the statistics' random generator."""
+    level, bootstrap replicates, the seed of the statistics' random generator, and
+    ``smoke``: a smoke run, whose report is not for reporting, may use n_boot < 2000 (the
+    protocol's minimum; >= 10 still)."""
 
     tost_margin: float = 0.02
     level: float = 0.95
-    n_boot: int = 2000
+    n_boot: int = MIN_N_BOOT
     seed: int = 0
+    smoke: bool = False
 
 
 @dataclass(frozen=True)
@@ -303,7 +307,8 @@ _TOP_KEYS = ("version", "name", "description", "checkpoints", "interventions", "
 _CHECKPOINT_KEYS = ("path", "label", "train_seed", "model", "overrides")
 _TASK_KEYS = ("name", "split", "path", "limit", "mode", "few_shot", "options",
               "max_new_tokens", "max_question_tokens")
-_STATS_KEYS = ("tost_margin", "level", "n_boot", "seed")
+_STATS_KEYS = ("tost_margin", "level", "n_boot", "seed", "smoke")
+SMOKE_MIN_N_BOOT = 10
 
 
 def _parse(data: Mapping[str, Any], source: str) -> Experiment:
@@ -360,9 +365,15 @@ def _parse_stats(data: Mapping[str, Any], source: str) -> StatsSettings:
     stats = StatsSettings(
         tost_margin=float(reader.get("tost_margin", (float, int), defaults.tost_margin)),
         level=float(reader.get("level", (float, int), defaults.level)),
-        n_boot=reader.get("n_boot", int, defaults.n_boot, min_value=1),
+        n_boot=reader.get("n_boot", int, defaults.n_boot, min_value=SMOKE_MIN_N_BOOT),
         seed=reader.get("seed", int, defaults.seed, min_value=0),
+        smoke=reader.get("smoke", bool, defaults.smoke),
     )
+    if stats.n_boot < MIN_N_BOOT and not stats.smoke:
+        raise reader.fail("n_boot", f"is {stats.n_boot}, below the protocol's minimum of "
+                          f"{MIN_N_BOOT} bootstrap replicates: use n_boot >= {MIN_N_BOOT} "
+                          f"({PRECISE_P_BOOT} to report p < 0.01), or add smoke = true to "
+                          "[stats] for a smoke run whose report is not for reporting")
     if not 0 < stats.level < 1:
         raise reader.fail("level", f"must lie strictly between 0 and 1, got {stats.level}")
     if stats.tost_margin <= 0:

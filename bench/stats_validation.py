@@ -14,6 +14,12 @@ appendix; ``--studies`` reruns some studies and keeps the other rows of ``--out`
     python bench/stats_validation.py --replicates 100 --n-boot 500 --items 200 --workers 2
     python bench/stats_validation.py --studies eval_seeds  # one study, merged into --out
     python bench/stats_validation.py --speed-only          # vectorised vs looped bootstrap
+    python bench/stats_validation.py --check               # --out against the protocol bands
+
+``--check`` reads the table and says, per study and method, in how many cells coverage and
+the false-positive rate fall inside the protocol's bands (93.6-96.4 % and 3.6-6.4 % at 1000
+replicates: +-2 Monte-Carlo SE), on the safe side of them (conservative: more coverage,
+fewer false positives), or on the unsafe side (anti-conservative).
 """
 
 from __future__ import annotations
@@ -142,6 +148,44 @@ def _table(results: list[tuple[str, str, dict[str, float]]]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def _side(value: float, nominal: float, half: float, *, higher_is_safe: bool) -> str:
+    if abs(value - nominal) <= half:
+        return "in band"
+    return "conservative" if (value > nominal) == higher_is_safe else "anti-conservative"
+
+
+def protocol_check(table: pd.DataFrame) -> pd.DataFrame:
+    """Per study and method: the number of cells, the range of coverage and of the
+    false-positive rate, and how many cells fall in the protocol's bands (both rates), on
+    the conservative side, or on the anti-conservative side (either rate)."""
+    rows = []
+    for (study, method), cells in table.groupby(["study", "method"], sort=False):
+        sides = []
+        for cell in cells.itertuples(index=False):
+            half = 2 * math.sqrt(0.95 * 0.05 / cell.replicates)
+            found = []
+            if pd.notna(cell.coverage_own_truth):
+                found.append(_side(cell.coverage_own_truth, 0.95, half, higher_is_safe=True))
+            if pd.notna(cell.fpr_e3_null) and method.startswith(("E3", "t test", "raw")):
+                found.append(_side(cell.fpr_e3_null, 0.05, half, higher_is_safe=False))
+            sides.append("anti-conservative" if "anti-conservative" in found else
+                         "conservative" if "conservative" in found else "in band")
+        rows.append({"study": study, "method": method, "cells": len(cells),
+                     "coverage": _range(cells["coverage_own_truth"]),
+                     "false positives": _range(cells["fpr_e3_null"]),
+                     "in band": sides.count("in band"),
+                     "conservative": sides.count("conservative"),
+                     "anti-conservative": sides.count("anti-conservative")})
+    return pd.DataFrame(rows)
+
+
+def _range(values: pd.Series) -> str:
+    values = values.dropna()
+    if values.empty:
+        return ""
+    return f"{100 * values.min():.1f}-{100 * values.max():.1f}%"
+
+
 def _speed(rng: np.random.Generator, n_seeds: int = 5, n_items: int = 1319,
            n_boot: int = 2000) -> None:
     """Ratio of a per-replicate Python loop to the vectorised count-matrix bootstrap."""
@@ -176,9 +220,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=Path("bench/results/stats_validation.csv"))
     parser.add_argument("--speed-only", action="store_true")
+    parser.add_argument("--check", action="store_true",
+                        help="summarise --out against the protocol bands; no simulation")
     parser.add_argument("--studies", nargs="+", choices=STUDIES, default=list(STUDIES),
                         help="studies to run; rows of the others in --out are kept")
     args = parser.parse_args(argv)
+    if args.check:
+        with pd.option_context("display.width", 200, "display.max_columns", None):
+            print(protocol_check(pd.read_csv(args.out)).to_string(index=False))
+        return 0
     _speed(np.random.default_rng(args.seed))
     if args.speed_only:
         return 0

@@ -261,6 +261,8 @@ def test_the_manifest_records_where_each_fact_came_from(tmp_path, overrides, sou
     entry = manifest["checkpoints"][0]
     assert entry["path"] == experiment.checkpoints[0].path and entry["format"] == "research"
     assert entry["settings"]["n_heads"]["source"] == source and entry["assumed"] == assumed
+    # d lets the statistics tell rank cuts that keep the states (k >= d) from real ones.
+    assert entry["d"] == 16  # research_experiment's d = 16 file
     facts = checkpoint_facts(manifest)
     assert len(facts) == 1 and facts[0].startswith("1 checkpoint (multiprobe): n_heads = ")
     note = assumed_note(manifest)

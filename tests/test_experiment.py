@@ -29,7 +29,7 @@ BASE = {
     "tasks": [{"name": "synthetic", "split": "test", "limit": 4}],
     "eval_seeds": [0, 1],
     "iterations": [1, 3],
-    "stats": {"tost_margin": 0.02, "level": 0.95, "n_boot": 200},
+    "stats": {"tost_margin": 0.02, "level": 0.95, "n_boot": 200, "smoke": True},
 }
 
 
@@ -121,6 +121,20 @@ def test_stats_table_changes_are_listed_and_read_alone(tmp_path):
         read_stats_table(write(tmp_path, changed(stats={"n_boot": 0})))
 
 
+def test_fewer_than_2000_replicates_need_the_smoke_flag(tmp_path):
+    # The protocol's minimum is B = 2000; a smoke run (tests, a quick look) says so.
+    with pytest.raises(AblateError) as err:
+        load_experiment(write(tmp_path, changed(stats={"n_boot": 500})))
+    message = str(err.value)
+    assert "'n_boot' is 500, below the protocol's minimum of 2000" in message
+    assert "add smoke = true to [stats]" in message and "\n" not in message
+    smoke = load_experiment(write(tmp_path, changed(stats={"n_boot": 500, "smoke": True})))
+    assert smoke.stats == StatsSettings(n_boot=500, smoke=True)
+    assert load_experiment(write(tmp_path, changed(stats={"n_boot": 2000}))).stats.smoke is False
+    with pytest.raises(AblateError, match="'n_boot' must be >= 10"):
+        load_experiment(write(tmp_path, changed(stats={"n_boot": 5, "smoke": True})))
+
+
 def test_invalid_toml_and_missing_file_are_user_errors(tmp_path):
     bad = tmp_path / "bad.toml"
     bad.write_text("version = \n")
@@ -170,7 +184,8 @@ def test_hash_is_stable_and_covers_only_what_changes_records(tmp_path):
     assert re.fullmatch(r"[0-9a-f]{64}", reference)
     # Key order in the file is not part of the config.
     assert digest(dict(reversed(list(BASE.items())))) == reference
-    assert digest(changed(device="cuda", batch_size=3, stats={"n_boot": 10})) == reference
+    assert digest(changed(device="cuda", batch_size=3,
+                          stats={"n_boot": 10, "smoke": True})) == reference
     assert digest(changed(iterations=[1, 4])) != reference
     assert digest(changed(interventions=[{"name": "svd_rank_k", "k": [1]}])) != reference
     assert load_experiment(write(tmp_path, BASE)).resolve(limit=2).config_hash() != reference

@@ -285,6 +285,8 @@ def test_bundled_checkpoint_loads_runs_and_records_its_training(directory):
     # Learned something: far below the unigram model, itself below uniform bytes (8 bits).
     assert final["bpb"] < final["unigram_bpb"] - 2 < 8.0
     assert final["answer_accuracy"] is not None and final["n_answer_items"] > 0
+    # ... and answers above always giving the most common training answer.
+    assert final["answer_accuracy"] > final["majority_answer_accuracy"]
     ids = torch.tensor([loaded.tokenizer.encode("Question: Ann has 3 pens.")])
     logits = loaded.model(ids, n_iterations=T).logits
     assert logits.shape == (1, ids.shape[1], loaded.model.config.vocab_size)

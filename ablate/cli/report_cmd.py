@@ -81,6 +81,9 @@ def _header(console: Console, run: RunAnalysis) -> None:
     margin = "none" if settings.tost_margin_pp is None else f"{settings.tost_margin_pp:g} pp"
     console.print(f"settings: {settings.level:.0%} intervals, n_boot {settings.n_boot}, "
                   f"seed {settings.seed}, equivalence margin {margin} ({settings.source})")
+    if settings.smoke:
+        console.print(f"smoke run: n_boot {settings.n_boot} is below the protocol's 2000; "
+                      "intervals and p-values are rough, not for reporting")
     if run.eval_seeds:
         console.print(f"eval seeds {list(run.eval_seeds)}: each problem averaged over them "
                       "within its training seed (--eval-seed picks one)")
@@ -117,6 +120,8 @@ def stats(
         for row in view.rows:
             table.add_row(*row)
         console.print(table)
+        for note in view.notes:
+            console.print(note)
     console.print(f"next: ablate report {run_dir}")
     _finish_partial(run, partial)
 

@@ -202,9 +202,11 @@ def _load_codi(path: str, overrides_json: str, modified: int, device: str) -> An
 
 
 def checkpoint_settings(experiment: Experiment) -> list[dict[str, Any]]:
-    """Per checkpoint of a resolved experiment: what the weights do not give (attention,
-    n_heads, ...), each value with its source, and the facts that were assumed rather
-    than stated; for the run manifest, so a report can say where each came from."""
+    """Per checkpoint of a resolved experiment: its matrix size d (a rank cut with k >= d
+    keeps the states, so the statistics treat its contrasts as identity checks), what the
+    weights do not give (attention, n_heads, ...), each value with its source, and the
+    facts that were assumed rather than stated; for the run manifest, so a report can say
+    where each came from."""
     from ablate.checkpoint import read_checkpoint
     from ablate.checkpoint.settings import settings_dict
 
@@ -217,7 +219,7 @@ def checkpoint_settings(experiment: Experiment) -> list[dict[str, Any]]:
         settings = settings_dict(resolved.settings)
         found.append({"path": entry.path, "label": entry.label,
                       "train_seed": entry.train_seed, "format": resolved.kind,
-                      "settings": settings,
+                      "d": int(resolved.config.mat_dim), "settings": settings,
                       "assumed": [k for k, v in settings.items() if v["how"] == "assumed"]})
     return found
 

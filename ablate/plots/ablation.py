@@ -36,9 +36,11 @@ from ablate.plots.style import (
     interval_legend_handles,
     note_panel,
     panel_grid,
+    resolution_text,
     styled,
     suptitle_from,
 )
+from ablate.stats.claims import p_resolution
 
 OUTCOME_LABELS = {"correct": "accuracy", "answer_loglik": "answer log-likelihood",
                   "bits_per_byte": "bits per byte"}
@@ -231,19 +233,35 @@ def plot_levels(grid: Sequence[Sequence[LevelPanel | None]]) -> tuple[Figure, np
     return fig, axes
 
 
+# Checks (ablate.stats.claims): no p, and no numbers unless an identity check failed.
+CHECK_NOTES = {"identity_check_passed": "identity check passed (k >= d)",
+               "identity_check_failed": "IDENTITY CHECK FAILED",
+               "zero_up_to_rounding": "no difference in any item"}
+
+
 def _holm_note(claim: Mapping[str, Any]) -> str:
+    if claim.get("verdict") in CHECK_NOTES:
+        return CHECK_NOTES[claim["verdict"]]
     parts = []
     if finite(claim.get("p_holm_e1")):
-        parts.append(f"E1 {format_p(claim['p_holm_e1'])}")
+        parts.append(f"E1 {resolution_text(p_resolution(claim, 'p_holm_e1'))}")
     if finite(claim.get("p_holm_e3")):
         parts.append(f"E3 {format_p(claim['p_holm_e3'])}")
     return "Holm p: " + " · ".join(parts) if parts else ""
 
 
+def _forest_row(claim: Mapping[str, Any]) -> ForestRow:
+    """A Q2 row; a passed check is drawn as its label and note only (its numbers are
+    rounding noise)."""
+    label, note = f"k={claim['k']}", _holm_note(claim)
+    if claim.get("verdict") in ("identity_check_passed", "zero_up_to_rounding"):
+        return ForestRow(label=label, estimate=None, e1=None, e3=None, note=note)
+    return ForestRow(label=label, estimate=claim["estimate"], e1=claim["e1"], e3=claim["e3"],
+                     per_seed=claim["per_seed"], note=note)
+
+
 def _draw_q2_panel(ax: Any, entry: Mapping[str, Any], names: tuple[str, str]) -> None:
-    rows = [ForestRow(label=f"k={claim['k']}", estimate=claim["estimate"], e1=claim["e1"],
-                      e3=claim["e3"], per_seed=claim["per_seed"], note=_holm_note(claim))
-            for claim in sorted(entry["claims"], key=lambda claim: claim["k"])]
+    rows = [_forest_row(claim) for claim in sorted(entry["claims"], key=lambda c: c["k"])]
     margin = entry.get("margin")
     draw_forest(ax, rows, bands=[(-margin, margin)] if finite(margin) else [])
     ax.set_xlabel(f"{names[0]} minus {names[1]} ({entry['unit']})")
@@ -302,7 +320,8 @@ def _draw_adjacent_panel(ax: Any, entry: Mapping[str, Any]) -> None:
         if means.ndim == 2 and means.shape[0] > 1:
             low, high = ks.index(contrast["k_low"]), ks.index(contrast["k_high"])
             per_seed = (means[:, high] - means[:, low]).tolist()
-        note = (f"one-sided p: E1 {format_p(contrast['p_one_e1'])}"
+        e1 = format_p(contrast["p_one_e1"], n_boot=contrast.get("n_boot"), one_sided=True)
+        note = (f"one-sided p: E1 {e1}"
                 + (f" · E3 {format_p(contrast['p_one_e3'])}"
                    if finite(contrast.get("p_one_e3")) else ""))
         rows.append(ForestRow(label=f"k={contrast['k_high']} vs {contrast['k_low']}",

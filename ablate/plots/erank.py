@@ -31,9 +31,11 @@ from ablate.plots.style import (
     interval_legend_handles,
     note_panel,
     panel_grid,
+    resolution_text,
     styled,
     suptitle_from,
 )
+from ablate.stats.claims import p_resolution
 
 
 @dataclass(frozen=True)
@@ -131,7 +133,7 @@ def plot_slopes_by_head(entries: Sequence[Mapping[str, Any]],
         if claim is None:
             continue
         note = f"Holm p (E3) {format_p(claim.get('p_holm_e3'))}" if finite(
-            claim.get("p_holm_e3")) else f"p (E1) {format_p(claim.get('p_e1'))}"
+            claim.get("p_holm_e3")) else f"p (E1) {resolution_text(p_resolution(claim, 'p_e1'))}"
         rows.append(ForestRow(label=entry["config_label"], estimate=claim["estimate"],
                               e1=claim["e1"], e3=claim["e3"], per_seed=claim["per_seed"],
                               note=note, color=colors[entry["config_label"]]))

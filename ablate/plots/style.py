@@ -25,6 +25,9 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
+from ablate.stats.pvalues import PResolution, resolve_p
+from ablate.stats.pvalues import format_p as pvalue_number
+
 SVD = "#1f5fa8"
 RANDOM = "#8a8a8a"
 UNABLATED = "#d0721f"
@@ -108,10 +111,19 @@ def interval(pair: Sequence[float | None] | None) -> tuple[float, float] | None:
     return float(pair[0]), float(pair[1])
 
 
-def format_p(p: float | None) -> str:
-    if not finite(p):
-        return "n/a"
-    return f"{p:.3f}" if p >= 0.001 else f"{p:.1e}"
+def format_p(p: float | None, *, n_boot: int | None = None, one_sided: bool = False,
+             raw: float | None = None) -> str:
+    """A p-value in a figure (ablate.stats.pvalues): a bootstrap p (``n_boot`` given) at its
+    floor as "< bound", one too imprecise to report as "≈ value"."""
+    return resolution_text(resolve_p(p, n_boot=n_boot, one_sided=one_sided, raw=raw))
+
+
+def resolution_text(resolution: PResolution) -> str:
+    if resolution.kind in ("floor", "small"):
+        return f"< {pvalue_number(resolution.bound)}"
+    if resolution.kind == "coarse":
+        return f"≈ {pvalue_number(resolution.value)}"
+    return pvalue_number(resolution.value)
 
 
 def scope_title(entry: Mapping[str, Any], *, site: bool = True) -> str:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 import zlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -46,11 +46,13 @@ GROUP_COLUMNS = ["config_label", "task", "mode", "n_iterations"]
 
 def analyze_records(records: pd.DataFrame, *, rng: np.random.Generator, level: float = 0.95,
                     n_boot: int = 2000, tost_margin: float | None = None,
-                    alpha: float = 0.05, questions: Sequence[Question] | None = None
-                    ) -> dict[str, Any]:
+                    alpha: float = 0.05, questions: Sequence[Question] | None = None,
+                    dims: Mapping[str, int] | None = None) -> dict[str, Any]:
     """Every applicable question on a run's per-item records (schema in
-    docs/architecture.md); returns the JSON-serialisable analysis (docs/statistics.md).
-    ``questions`` defaults to the registry."""
+    docs/statistics.md); returns the JSON-serialisable analysis (docs/statistics.md).
+    ``questions`` defaults to the registry. ``dims`` (head -> matrix size d, from the run
+    manifest) makes contrasts of rank cuts with k >= d identity checks; without it only
+    contrasts that are zero up to rounding are checks."""
     missing = [c for c in REQUIRED_COLUMNS if c not in records.columns]
     if missing:
         raise AblateError(f"records lack column(s) {', '.join(missing)}; they must follow the "
@@ -59,7 +61,7 @@ def analyze_records(records: pd.DataFrame, *, rng: np.random.Generator, level: f
         raise AblateError("records are empty: run the experiment before analysing it")
     questions = tuple(QUESTIONS if questions is None else questions)
     ctx = AnalysisContext(rng=rng, level=level, n_boot=n_boot, alpha=alpha,
-                          tost_margin=tost_margin)
+                          tost_margin=tost_margin, dims=dict(dims or {}))
     ctx.found.update({output: [] for question in questions for output in question.outputs})
     notes: list[str] = []
     left_out = sorted(str(v) for v in pd.unique(records["intervention"])
@@ -100,12 +102,13 @@ def analyze_records(records: pd.DataFrame, *, rng: np.random.Generator, level: f
     for question in questions:
         take(question.at_run(records, contexts[question.key]))
     claim_outputs = [output for question in questions for output in question.claim_outputs]
+    # Checks (identities, contrasts zero up to rounding) leave their families here.
     apply_holm([claim for output in claim_outputs for entry in ctx.found[output]
                 for claim in entry.entry_claims], alpha=alpha)
     analysis: dict[str, Any] = {
         "schema": SCHEMA,
         "settings": {"level": level, "n_boot": n_boot, "alpha": alpha,
-                     "tost_margin": tost_margin},
+                     "tost_margin": tost_margin, "dims": dict(sorted(ctx.dims.items()))},
         "notes": notes}
     for question in questions:
         analysis.update(question.to_json(ctx.found, ctx))

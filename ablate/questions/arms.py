@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ablate.interventions import INTERVENTIONS, arm_kind
+from ablate.interventions import INTERVENTIONS, Intervention, arm_kind
 from ablate.questions.base import Arm, RunNote, SiteOutcome
 from ablate.stats.claims import GroupKey
 from ablate.stats.frames import (
@@ -148,6 +148,19 @@ def _bits_per_byte(group: GroupKey, site: str, arm_rows: list[tuple[str, pd.Data
             plain = None
     return SiteOutcome(group, site, "bits_per_byte", "bits per byte", 1.0, tuple(arms), plain,
                        reference, n_bytes=n_bytes)
+
+
+def identity_reason(arm: Arm, k: int | None, d: int | None) -> str | None:
+    """Why ``arm`` at rank ``k`` keeps the states unchanged by its kind's registered rule
+    ("k=8 >= d=8" for rank-k projections), or None: it does not, the kind has no rule, or
+    the matrix size ``d`` is unknown (run manifests before d was recorded)."""
+    if d is None:
+        return None
+    kind = INTERVENTIONS.get(arm.kind)
+    if kind is None or kind.identity is None:
+        return None
+    settings = {**arm.settings, **({} if k is None else {"k": k})}
+    return Intervention(arm.kind, **settings).identity_reason(d)
 
 
 # --- names for the report, from the registry -------------------------------------------

@@ -120,13 +120,16 @@ def variance_component(keys: Mapping[str, Any], quantity: str, per_item: np.ndar
 
 @dataclass
 class AnalysisContext:
-    """Settings shared by every question of one analysis, and what earlier hooks found."""
+    """Settings shared by every question of one analysis, and what earlier hooks found.
+    ``dims`` maps a head (config_label) to the matrix size d of its checkpoints, where the
+    run recorded it: a rank cut with k >= d keeps the states, so its contrasts are checks."""
 
     rng: np.random.Generator
     level: float
     n_boot: int
     alpha: float
     tost_margin: float | None
+    dims: Mapping[str, int] = field(default_factory=dict)
     found: dict[str, list[Entry]] = field(default_factory=dict)
     variance: list[VarianceComponent] = field(default_factory=list)
 
@@ -234,6 +237,19 @@ class FigureSpec:
 
 
 @dataclass(frozen=True)
+class VerdictRow:
+    """One row of the report's verdict table: a headline claim (JSON form) of a question
+    for one head (or pair of heads), with what it estimates and in which unit (``what``)
+    and where (``scope``: task, mode and T; ``site``: where its ablation acts, if any)."""
+
+    head: str
+    what: str
+    scope: str
+    claim: Mapping[str, Any]
+    site: str = ""
+
+
+@dataclass(frozen=True)
 class MissingFigure:
     """A figure the run cannot support, and why; ``number`` is set when the report is
     assembled."""
@@ -265,6 +281,9 @@ class Question:
     outputs: ClassVar[tuple[str, ...]]  # analysis.json keys it fills, in order
     claim_outputs: ClassVar[tuple[str, ...]] = ()  # those whose entries carry claims
     title: ClassVar[str | None] = None  # the report section's heading; None: no section
+    # Its figure (a FigureSpec name) that answers the question at a glance: the report
+    # shows the first question's headline figure next to the verdict table.
+    headline_figure: ClassVar[str | None] = None
     needs: ClassVar[str] = ""  # what records need for its claims ("erank_per_iter")
     # The built-in questions draw from the run's one generator in walk order, as they did
     # before the registry existed, which keeps the numbers of earlier analyses.
@@ -309,6 +328,11 @@ class Question:
 
     def summary(self, analysis: Mapping[str, Any]) -> list[str]:
         """One line per headline claim, for the report's summary."""
+        return []
+
+    def verdicts(self, analysis: Mapping[str, Any]) -> list[VerdictRow]:
+        """The headline claims (tests, not checks) for the report's verdict table, one row
+        per head and claim."""
         return []
 
     def review_claims(self, analysis: Mapping[str, Any]

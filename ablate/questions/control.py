@@ -2,7 +2,7 @@
 the same site and each k they share: the outcome under the ablation minus its mean over the
 control's draws, paired per problem, draws resampled in the bootstrap; TOST equivalence
 within the configured margin (accuracy). Bits per byte is a ratio of sums, so documents
-are resampled.
+are resampled. Where both arms keep the states (k >= d) the contrast is an identity check.
 
     >>> CONTROL.at_site(site, ctx)  # doctest: +SKIP
 """
@@ -17,7 +17,7 @@ import numpy as np
 
 from ablate.plots import plot_svd_vs_random
 from ablate.questions import levels
-from ablate.questions.arms import arm_names, control_pairs, either
+from ablate.questions.arms import arm_names, control_pairs, either, identity_reason
 from ablate.questions.base import (
     ONE_SEED_NOTE,
     AnalysisContext,
@@ -30,25 +30,36 @@ from ablate.questions.base import (
     MissingFigure,
     Question,
     SiteOutcome,
+    VerdictRow,
     variance_component,
 )
 from ablate.questions.blocks import Block, Heading, Paragraph, TableView
-from ablate.questions.figures import by_scope, grid, intervals_caption, scope_text
+from ablate.questions.figures import (
+    P_MARKS,
+    by_scope,
+    grid,
+    intervals_caption,
+    scope_of,
+    scope_text,
+)
 from ablate.questions.words import (
     CLAIM_COLUMNS,
     E1_WORDS,
     E3_WORDS,
+    NO_VALUE,
     claim_blocks,
     claim_cells,
     head_scope,
     interval_words,
+    is_check,
     note_blocks,
     number,
     outcome_words,
+    p_inline,
     p_value,
     short_verdict,
 )
-from ablate.stats.claims import Claim, interval_claim
+from ablate.stats.claims import Claim, interval_claim, rounding_zero
 from ablate.stats.controls import bits_per_byte_contrast, control_contrast
 
 
@@ -114,8 +125,9 @@ class Control(Question):
             items.append(FigureSpec("ablation-minus-control", _title(a, c), scope_text(scope), (
                 f"{scope_text(scope)}. Per k: {a} minus the mean over {c} draws, paired per "
                 "problem (diamond), per-seed values (open dots), Holm-adjusted p-values at the "
-                "right (family: the k of one outcome); shaded: the equivalence margin where "
-                f"one is set. {intervals_caption(evidence.level)}"),
+                "right (family: the k of one outcome; an identity check, where k >= d keeps "
+                "the states, is named instead); shaded: the equivalence margin where "
+                f"one is set. {intervals_caption(evidence.level)} {P_MARKS}"),
                 lambda panels=panels, names=(a, c): plot_svd_vs_random(panels, names)))
         if not items:
             pairs = control_pairs()
@@ -131,7 +143,8 @@ class Control(Question):
     def views(self, analysis: Mapping[str, Any]) -> list[TableView]:
         entries = analysis.get("q2", [])
         rows = [(head_scope(e), e["outcome"], str(c.get("k")), *claim_cells(c)[:5],
-                 p_value(c.get("p_tost_e3")), short_verdict(c.get("verdict")))
+                 NO_VALUE if is_check(c) else p_value(c.get("p_tost_e3")),
+                 short_verdict(c.get("verdict")))
                 for e in entries for c in e["claims"]]
         pairs = {_shorts(e) for e in entries}
         title = ("Q2: {} minus {} rank-k, per k".format(*pairs.pop()) if len(pairs) == 1
@@ -140,13 +153,27 @@ class Control(Question):
                           ("group", "outcome", "k", *CLAIM_COLUMNS[:5], "TOST p E3",
                            "verdict"), tuple(rows))]
 
+    def verdicts(self, analysis: Mapping[str, Any]) -> list[VerdictRow]:
+        rows = []
+        for entry in analysis.get("q2", []):
+            if entry["outcome"] != "correct":
+                continue
+            a, c = _shorts(entry)
+            rows += [VerdictRow(entry["config_label"],
+                                f"{a} − {c} accuracy{_at(claim)}, {claim['unit']}",
+                                scope_text(scope_of(entry, site=False)), claim, entry["site"])
+                     for claim in sorted(entry["claims"], key=_k) if not is_check(claim)]
+        return rows
+
     def summary(self, analysis: Mapping[str, Any]) -> list[str]:
         items = []
         for entry in analysis.get("q2", []):
             if entry["outcome"] != "correct":
                 continue
             a, c = _shorts(entry)
-            parts = [f"k={claim.get('k')}: {number(claim['estimate'], signed=True)} pp "
+            parts = [f"k={claim.get('k')}: {short_verdict(claim.get('verdict'))}"
+                     if is_check(claim) else
+                     f"k={claim.get('k')}: {number(claim['estimate'], signed=True)} pp "
                      f"({interval_words(claim)}, {_short_verdict(claim, c)})"
                      for claim in sorted(entry["claims"], key=_k)]
             items.append(f"Q2, {head_scope(entry)}: {a} minus {c} accuracy, "
@@ -177,24 +204,33 @@ def _compare(site: SiteOutcome, ablation: Arm, control: Arm, pairs: list[tuple[A
     bpb = site.n_bytes is not None
     margin = ctx.tost_margin if outcome == "correct" else None
     keys = {**site.keys, "intervention": ablation.name, "control": control.name}
+    d = ctx.dims.get(site.group.config_label)
     claims, found = [], []
     for k, k_control in pairs:
         a, c = ablation.arrays[k].values, control.arrays[k_control].values
         what = (f"{ablation.short}{_rank(k)} {'bits per byte' if bpb else outcome} differs "
                 f"from {control.short}{_rank(k_control)}")
+        kept = identity_reason(ablation, k, d)
+        # Both arms keep the states (k >= d): the same function, so a check, not a test.
+        identity = kept if kept and identity_reason(control, k_control, d) else None
         if bpb:
             result = bits_per_byte_contrast(a, c, site.n_bytes, **ctx.options)
-            claims.append(interval_claim(result, claim=what, family=family, unit=unit)
-                          .with_extra(k=k, p_tost_e1=None, p_tost_e3=None, equivalent_e3=None))
+            claim = interval_claim(result, claim=what, family=family, unit=unit)
+            claim.identity = identity
+            claims.append(claim.with_extra(k=k, p_tost_e1=None, p_tost_e3=None,
+                                           equivalent_e1=None, equivalent_e3=None))
             continue
         result = control_contrast(scale * a, scale * c, **ctx.options)
         claim = interval_claim(result, claim=what, family=family, unit=unit)
+        claim.identity = identity
+        p_tost_e1 = None if margin is None else result.tost(margin, "e1")
         p_tost_e3 = None if margin is None else result.tost(margin, "e3")
-        claim.with_extra(k=k, p_tost_e1=None if margin is None else result.tost(margin, "e1"),
-                         p_tost_e3=p_tost_e3,
-                         equivalent_e3=(None if p_tost_e3 is None or not np.isfinite(p_tost_e3)
-                                        else bool(p_tost_e3 < ctx.alpha)))
+        claim.with_extra(k=k, p_tost_e1=p_tost_e1, p_tost_e3=p_tost_e3,
+                         equivalent_e1=_below(p_tost_e1, ctx.alpha),
+                         equivalent_e3=_below(p_tost_e3, ctx.alpha))
         claims.append(claim)
+        if identity is not None or rounding_zero(claim):
+            continue  # a check: its variance components are rounding noise
         found.append(variance_component(
             keys, f"q2 {ablation.short.lower()} - {control.short.lower()}"
                   f"{'' if k is None else f' k={k}'} ({outcome}, {unit})",
@@ -209,6 +245,15 @@ def _compare(site: SiteOutcome, ablation: Arm, control: Arm, pairs: list[tuple[A
                          n_draws=len(control.arrays[pairs[0][1]].draws), margin=margin,
                          claims=claims, notes=notes)
     return [entry, *found]
+
+
+def _below(p: float | None, alpha: float) -> bool | None:
+    """Whether an equivalence p rejects at ``alpha``; None when there is no p."""
+    return None if p is None or not np.isfinite(p) else bool(p < alpha)
+
+
+def _at(claim: Mapping[str, Any]) -> str:
+    return "" if claim.get("k") is None else f" at k = {claim['k']}"
 
 
 def _rank(k: Any) -> str:
@@ -246,8 +291,10 @@ def entry_blocks(entry: Mapping[str, Any], level: float) -> list[Block]:
                 f"seed, paired per problem) is {number(claim['estimate'], signed=True)} "
                 f"{entry['unit']}.")
         lead = lead[0].upper() + lead[1:]
+        subject = f"{at}{a} minus {c} ({outcome})"
         blocks += claim_blocks(claim, level=level, lead=lead, seeds=entry.get("seeds"),
-                               extra=[equivalence_text(claim, entry.get("margin"), c)])
+                               extra=[equivalence_text(claim, entry.get("margin"), c)],
+                               subject=subject[0].upper() + subject[1:])
     return blocks + note_blocks(entry)
 
 
@@ -256,7 +303,9 @@ def equivalence_text(claim: Mapping[str, Any], margin: Any, control: str = "rand
     only when equivalence is shown."""
     verdict = claim.get("verdict")
     if margin is None:
-        if verdict in ("not_significant", "one_seed_not_significant", "these_checkpoints_only"):
+        if verdict in ("not_significant", "one_seed_not_significant", "these_checkpoints_only",
+                       "these_checkpoints_e3_not_computed", "not_significant_e3_not_computed",
+                       "not_significant_e1_not_computed"):
             return ("No equivalence margin is set ([stats] tost_margin), so 'no different from "
                     f"{control}' cannot be claimed.")
         return ""
@@ -267,9 +316,11 @@ def equivalence_text(claim: Mapping[str, Any], margin: Any, control: str = "rand
         tost_e1 = claim.get("p_tost_e1")
         if tost_e1 is None:
             return ""
-        shown = "equivalent" if tost_e1 < 0.05 else "not shown equivalent"
+        # Whether TOST rejects at the configured alpha was decided in the analysis.
+        shown = ("equivalent" if claim.get("equivalent_e1") else "not shown equivalent")
+        tost = p_inline(tost_e1, name="TOST E1 p", n_boot=claim.get("n_boot"), one_sided=True)
         return (f"Equivalence across seeds needs >= 2 seeds; {E1_WORDS} the difference is "
-                f"{shown} within {bound} (TOST E1 p = {p_value(tost_e1)}).")
+                f"{shown} within {bound} ({tost}).")
     if verdict == "across_seeds":
         return (f"The difference is real but smaller than the margin {bound} ({tost})."
                 if equivalent else "")
@@ -283,11 +334,22 @@ def equivalence_text(claim: Mapping[str, Any], margin: Any, control: str = "rand
 
 
 def _short_verdict(claim: Mapping[str, Any], control: str) -> str:
+    """The verdict of one k in a summary line; equivalence is named only where the verdict
+    does not say that the difference is real."""
     if claim.get("equivalent_e3") is True:
+        if claim.get("verdict") == "across_seeds":
+            return "differs across seeds, by less than the margin"
+        if claim.get("verdict") == "these_checkpoints_only":
+            return ("differs for these checkpoints only; across seeds equivalent to "
+                    f"{control} within the margin")
         return f"equivalent to {control} within the margin"
     return {"across_seeds": "differs across seeds",
             "these_checkpoints_only": "differs for these checkpoints only",
             "not_significant": "not shown to differ",
             "one_seed_these_checkpoints": "differs for this checkpoint (one seed)",
-            "one_seed_not_significant": "not shown to differ (one seed)"}.get(
+            "one_seed_not_significant": "not shown to differ (one seed)",
+            "these_checkpoints_e3_not_computed": "differs for these checkpoints (E3 not "
+                                                 "computed)",
+            "not_significant_e3_not_computed": "not shown to differ (E1; E3 not computed)",
+            "not_significant_e1_not_computed": "not shown to differ (E3)"}.get(
                 claim.get("verdict") or "", "n/a")

@@ -30,9 +30,10 @@ from ablate.questions.base import (
     MissingFigure,
     Question,
     RunNote,
+    VerdictRow,
 )
 from ablate.questions.blocks import Block, Heading, Paragraph, TableView
-from ablate.questions.figures import by_scope, group_rows, scope_text
+from ablate.questions.figures import by_scope, group_rows, scope_of, scope_text
 from ablate.questions.iterations import ERANK, has_erank
 from ablate.questions.words import (
     CLAIM_COLUMNS,
@@ -42,9 +43,10 @@ from ablate.questions.words import (
     figure_ref,
     head_scope,
     interval_words,
+    is_check,
     note_blocks,
     number,
-    p_value,
+    p_words,
     pair,
     pct,
     verdict_text,
@@ -98,7 +100,8 @@ class Depth(Question):
                                               notes=notes)
         if "depth_annotations" not in results:
             return found
-        summary = depth_summary(results["depth_annotations"], final, covariates)
+        summary = depth_summary(results["depth_annotations"], final, covariates,
+                                n_boot=ctx.n_boot)
         notes += ([f"{summary['n_excluded_unknown_depth']} item(s) with unknown depth "
                    "excluded"] if summary["n_excluded_unknown_depth"] else [])
         notes += [] if len(erank.seeds) >= 2 else [ONE_SEED_NOTE]
@@ -152,6 +155,12 @@ class Depth(Question):
         return [TableView("q4", "Q4: effective rank and depth, adjusted for length",
                           ("group", "claim", "role", *CLAIM_COLUMNS), tuple(rows))]
 
+    def verdicts(self, analysis: Mapping[str, Any]) -> list[VerdictRow]:
+        return [VerdictRow(entry["config_label"], "erank per calculator annotation "
+                           "(length-adjusted)", scope_text(scope_of(entry, site=False)), claim)
+                for entry in analysis.get("q4", []) for claim in entry["claims"]
+                if claim["role"] == "primary" and not is_check(claim)]
+
     def summary(self, analysis: Mapping[str, Any]) -> list[str]:
         items = []
         for entry in analysis.get("q4", []):
@@ -202,27 +211,30 @@ def depth_claims(group: GroupKey, erank: np.ndarray, covariates: pd.DataFrame,
     return found, results, claims
 
 
-def depth_summary(primary: DepthResult, erank: np.ndarray, covariates: pd.DataFrame
-                  ) -> dict[str, Any]:
+def depth_summary(primary: DepthResult, erank: np.ndarray, covariates: pd.DataFrame, *,
+                  n_boot: int) -> dict[str, Any]:
     """The descriptive part of a depth entry: sizes, rank correlations, the agreement of
-    the two depth measures and the erank-length correlation (the confounding check)."""
+    the two depth measures and the erank-length correlation (the confounding check).
+    ``n_boot`` replicates gave the partial Spearman p (a bootstrap p; Kendall's is scipy's)."""
     from scipy import stats
 
     return {"n_items": primary.n_items, "n_excluded_unknown_depth": primary.n_excluded,
             "length_adjusted": primary.length_adjusted,
             "kendall_tau_b": rank_dict(primary.kendall_tau_b),
-            "partial_spearman": rank_dict(primary.partial_spearman),
+            "partial_spearman": rank_dict(primary.partial_spearman, n_boot=n_boot),
             "depth_agreement": depth_agreement(covariates["depth_annotations"].to_numpy(),
                                                covariates["depth_lines"].to_numpy()),
             "erank_length_spearman": float(stats.spearmanr(
                 erank.mean(axis=0), covariates["n_tokens"]).statistic)}
 
 
-def rank_dict(association: RankAssociation | None) -> dict[str, Any] | None:
+def rank_dict(association: RankAssociation | None, *, n_boot: int | None = None
+              ) -> dict[str, Any] | None:
+    """A rank correlation as JSON; ``n_boot`` is set when its p is a bootstrap p."""
     if association is None:
         return None
     return {"estimate": association.estimate, "interval": list(association.interval),
-            "p": association.p, "method": association.method}
+            "p": association.p, "method": association.method, "n_boot": n_boot}
 
 
 def entry_blocks(entry: Mapping[str, Any], level: float) -> list[Block]:
@@ -264,9 +276,10 @@ def association_texts(summary: Mapping[str, Any], level: float, *,
                       ("partial_spearman", "Partial Spearman correlation given log n_tokens")):
         found = summary.get(key)
         if found:
+            statement, why = p_words(found.get("p"), n_boot=found.get("n_boot"))
             texts.append(f"{name}: {number(found['estimate'], signed=True)} ({pct(level)} "
-                         f"interval {pair(found.get('interval'))}, p = "
-                         f"{p_value(found.get('p'))}; {found['method']}), {E1_WORDS}.")
+                         f"interval {pair(found.get('interval'))}, {statement}; "
+                         f"{found['method']}" + (f"; {why}" if why else "") + f"), {E1_WORDS}.")
     agreement = summary.get("depth_agreement")
     if agreement:
         texts.append(f"Annotation count and solution lines agree with Kendall tau-b "

@@ -21,6 +21,12 @@ INTERVALS = ("Thick bars: E1, the {level:.0%} interval for these checkpoints (pr
              "these (seeds and problems random).")
 
 
+# How the figures write bootstrap p-values (ablate.plots.style.format_p).
+P_MARKS = ("Bootstrap p-values: '< x' is a bound (no replicate crossed zero; also any p below "
+           "0.001), '≈ x' one below 0.01 from fewer than 10,000 replicates, too imprecise to "
+           "report.")
+
+
 def intervals_caption(level: float) -> str:
     return INTERVALS.format(level=level)
 

@@ -33,6 +33,7 @@ from ablate.questions.base import (
     MissingFigure,
     Question,
     RunNote,
+    VerdictRow,
     variance_component,
 )
 from ablate.questions.blocks import Block, Heading, Paragraph, TableView
@@ -45,6 +46,7 @@ from ablate.questions.words import (
     claim_cells,
     head_scope,
     interval_words,
+    is_check,
     note_blocks,
     number,
     p_value,
@@ -123,9 +125,10 @@ class Iterations(Question):
         claims = [
             interval_claim(trend.slope, claim="effective rank changes over iterations",
                            family=f"q3|{setting}", unit="erank per iteration"),
+            # The protocol's Q3 family: per-head tests (both) and the head interaction.
             interval_claim(trend.last_minus_first,
                            claim=f"effective rank differs between iteration {last} and {START}",
-                           family=f"q3-change|{setting}", unit="erank", role="secondary"),
+                           family=f"q3|{setting}", unit="erank", role="secondary"),
         ]
         entry = IterationEntry(
             **key.as_dict(), n_seeds=len(erank.seeds), seeds=list(erank.seeds),
@@ -213,6 +216,18 @@ class Iterations(Question):
                 TableView("q3_heads", "Q3: head differences and the direction flip",
                           ("setting", "claim", "design", *CLAIM_COLUMNS, "flip p"),
                           tuple(heads))]
+
+    def verdicts(self, analysis: Mapping[str, Any]) -> list[VerdictRow]:
+        rows = [VerdictRow(entry["config_label"], "effective rank per iteration",
+                           scope_text(scope_of(entry, site=False)), claim)
+                for entry in analysis.get("q3", []) for claim in entry["claims"]
+                if claim["role"] == "primary" and not is_check(claim)]
+        rows += [VerdictRow(f"{entry['head_a']} − {entry['head_b']}",
+                            "slope difference (erank per iteration)",
+                            scope_text(scope_of(entry, site=False)), claim)
+                 for entry in analysis.get("q3_heads", []) for claim in entry["claims"]
+                 if not is_check(claim)]
+        return rows
 
     def summary(self, analysis: Mapping[str, Any]) -> list[str]:
         items = []

@@ -35,6 +35,7 @@ from ablate.questions.base import (
     MissingFigure,
     Question,
     RunNote,
+    VerdictRow,
     variance_component,
 )
 from ablate.questions.blocks import Block, Heading, Paragraph, TableView
@@ -49,6 +50,7 @@ from ablate.questions.figures import (
     GROUP_KEYS,
     by_scope,
     intervals_caption,
+    scope_of,
     scope_text,
 )
 from ablate.questions.iterations import erank_panel
@@ -59,10 +61,11 @@ from ablate.questions.words import (
     claim_cells,
     head_scope,
     interval_words,
+    is_check,
     note_blocks,
     number,
     outcome_words,
-    p_value,
+    p_words,
     verdict_text,
 )
 from ablate.stats.claims import Claim, GroupKey, interval_claim
@@ -149,6 +152,7 @@ class Latents(Question):
     outputs = ("q5", "q5_latents")
     claim_outputs = ("q5", "q5_latents")
     title = "Q5: matrix-CODI latent thoughts"
+    headline_figure = "latent-erank-profile"
     needs = "latent_erank"
 
     def at_group(self, group: GroupRows, ctx: AnalysisContext) -> list[Finding]:
@@ -274,6 +278,20 @@ class Latents(Question):
                           ("model", "outcome", "contrast", "unit", *CLAIM_COLUMNS),
                           tuple(counts))]
 
+    def verdicts(self, analysis: Mapping[str, Any]) -> list[VerdictRow]:
+        rows = [VerdictRow(entry["config_label"], "latent effective rank per latent step"
+                           if claim.get("aspect") == "profile" else "mean latent erank per "
+                           "calculator annotation, length-adjusted",
+                           scope_text(scope_of(entry, site=False)), claim)
+                for entry in analysis.get("q5", []) for claim in entry["claims"]
+                if claim["role"] == "primary" and not is_check(claim)]
+        rows += [VerdictRow(entry["config_label"], f"accuracy with {claim['n_latents']} latent "
+                            f"thoughts minus none, {claim['unit']}",
+                            scope_text(scope_of(entry, site=False)), claim)
+                 for entry in analysis.get("q5_latents", []) if entry["outcome"] == "correct"
+                 for claim in entry["claims"] if not is_check(claim)]
+        return rows
+
     def summary(self, analysis: Mapping[str, Any]) -> list[str]:
         items = []
         for entry in analysis.get("q5", []):
@@ -316,9 +334,10 @@ def _profile_claims(group: GroupKey, erank: SeedItemArray, ctx: AnalysisContext,
         interval_claim(trend.slope, claim="effective rank changes over latent steps",
                        family=group.family("q5"), unit="erank per latent step")
         .with_extra(aspect="profile"),
+        # The secondary claim belongs to the same family as the primary one.
         interval_claim(trend.last_minus_first,
                        claim=f"effective rank differs between latent {n_latents} and 1",
-                       family=group.family("q5-change"), unit="erank", role="secondary")
+                       family=group.family("q5"), unit="erank", role="secondary")
         .with_extra(aspect="profile"),
     ]
 
@@ -342,7 +361,7 @@ def _depth(group: GroupKey, mean_erank: np.ndarray, covariates: pd.DataFrame,
     if primary.n_excluded:
         notes.append(f"{primary.n_excluded} problem(s) with unknown depth excluded from the "
                      "depth statistics")
-    return found, depth_summary(primary, mean_erank, covariates), claims
+    return found, depth_summary(primary, mean_erank, covariates, n_boot=ctx.n_boot), claims
 
 
 def _per_latent_depth(values: np.ndarray, covariates: pd.DataFrame,
@@ -358,6 +377,7 @@ def _per_latent_depth(values: np.ndarray, covariates: pd.DataFrame,
     p_name = "p_e3" if values.shape[0] >= 2 else "p_e1"
     p_values = [getattr(result, p_name) for result in results]
     return {"label": "exploratory", "latents": list(range(1, values.shape[2] + 1)),
+            "n_boot": ctx.n_boot if p_name == "p_e1" else None,
             "estimate": [r.estimate for r in results], "e1": [list(r.e1) for r in results],
             "e3": [list(r.e3) for r in results], "p": p_values, "p_method": p_name,
             "p_bh": benjamini_hochberg(p_values).tolist(),
@@ -437,12 +457,17 @@ def _per_latent_text(scan: Mapping[str, Any] | None) -> str:
     if not scan or not scan.get("latents"):
         return ""
     which = "E3" if scan.get("p_method") == "p_e3" else "E1 bootstrap"
-    parts = ", ".join(f"Z_{j} {number(estimate, signed=True)} (BH p {p_value(p_bh)})"
-                      for j, estimate, p_bh in zip(scan["latents"], scan["estimate"],
-                                                   scan["p_bh"], strict=True))
+    n_boot = scan.get("n_boot")
+    texts, caveats = [], []
+    for j, estimate, p, p_bh in zip(scan["latents"], scan["estimate"], scan["p"],
+                                    scan["p_bh"], strict=True):
+        statement, why = p_words(p_bh, name="BH p", n_boot=n_boot, raw=p)
+        texts.append(f"Z_{j} {number(estimate, signed=True)} ({statement})")
+        caveats += [why] if why and why not in caveats else []
     return (f"Exploratory, not a pre-registered claim: the length-adjusted depth slope of "
             f"each latent thought's effective rank (erank per calculator annotation; "
-            f"{which} p-values, Benjamini-Hochberg over the latents): {parts}.")
+            f"{which} p-values, Benjamini-Hochberg over the latents): {', '.join(texts)}."
+            + "".join(f" Note: {why}." for why in caveats))
 
 
 def _level(value: Any, unit: str) -> str:

@@ -87,7 +87,11 @@ def tables_from_analysis(analysis: Mapping[str, Any],
 def table_views(analysis: Mapping[str, Any],
                 questions: Sequence[Question] | None = None) -> list[TableView]:
     """The compact claim tables `ablate stats` prints and the report shows (the full
-    tables go to CSV), in registry order; empty tables are left out."""
+    tables go to CSV), in registry order, each with the footnotes its p-value marks need;
+    empty tables are left out."""
+    from ablate.questions.words import footnoted
+
     if questions is None:
         questions = QUESTIONS
-    return [view for question in questions for view in question.views(analysis) if view.rows]
+    return [footnoted(view) for question in questions for view in question.views(analysis)
+            if view.rows]

@@ -1,7 +1,9 @@
 """Q1: does the outcome fall as projection rank falls? Per ablation at each site, the change
 per halving of k (per-seed least-squares slopes on log2 k; E1 by problem-clustered OLS),
 the adjacent contrasts behind the intersection-union monotonicity verdict, Page's trend
-test, the odds ratio per doubling (0/1 outcomes) and unablated minus the largest k.
+test (an E1 statement: it takes the seeds as fixed), the odds ratio per doubling (0/1
+outcomes) and unablated minus the largest k (an identity check when that k keeps the
+states: k >= d).
 
     >>> TREND.at_site(site, ctx)  # doctest: +SKIP
 """
@@ -16,9 +18,10 @@ import numpy as np
 
 from ablate.plots import plot_adjacent_contrasts
 from ablate.questions import levels
-from ablate.questions.arms import either, ranked_ablations
+from ablate.questions.arms import arm_names, either, identity_reason, ranked_ablations
 from ablate.questions.base import (
     AnalysisContext,
+    Arm,
     Evidence,
     FigureItem,
     FigureSpec,
@@ -27,10 +30,18 @@ from ablate.questions.base import (
     MissingFigure,
     Question,
     SiteOutcome,
+    VerdictRow,
     variance_component,
 )
 from ablate.questions.blocks import Block, Heading, Paragraph, TableView
-from ablate.questions.figures import by_scope, grid, intervals_caption, scope_text
+from ablate.questions.figures import (
+    P_MARKS,
+    by_scope,
+    grid,
+    intervals_caption,
+    scope_of,
+    scope_text,
+)
 from ablate.questions.tables import claim_rows, entry_keys, flatten
 from ablate.questions.words import (
     CLAIM_COLUMNS,
@@ -41,9 +52,11 @@ from ablate.questions.words import (
     claim_cells,
     head_scope,
     interval_words,
+    is_check,
     note_blocks,
     number,
     outcome_words,
+    p_inline,
     p_value,
     pair,
     pct,
@@ -81,6 +94,7 @@ class Trend(Question):
     outputs = ("q1",)
     claim_outputs = ("q1",)
     title = "Q1: does accuracy fall as projection rank falls?"
+    headline_figure = "accuracy-vs-k"
 
     @property
     def needs(self) -> str:  # type: ignore[override]
@@ -93,7 +107,7 @@ class Trend(Question):
         found: list[Finding] = []
         for arm in site.ablations():
             if len(arm.ks) >= 2:
-                found += _trend(site, arm.name, {k: arm.arrays[k] for k in arm.ks}, ctx)
+                found += _trend(site, arm, {k: arm.arrays[k] for k in arm.ks}, ctx)
         return found
 
     # -- presentation --------------------------------------------------------------------
@@ -123,7 +137,7 @@ class Trend(Question):
                 f"{scope_text(scope)}. Each row: the outcome at 2k minus at k (positive: the "
                 "outcome falls when k is halved), per-seed values, one-sided p-values. "
                 "'Monotone' needs every row to reject (intersection-union test). "
-                f"{intervals_caption(evidence.level)}"),
+                f"{intervals_caption(evidence.level)} {P_MARKS}"),
                 lambda panels=panels: plot_adjacent_contrasts(panels)))
         if not scopes:
             items.append(MissingFigure("adjacent-contrasts", title, (
@@ -136,7 +150,8 @@ class Trend(Question):
         rows = [(head_scope(e), c["claim"], c["unit"], *claim_cells(c))
                 for e in entries for c in e["claims"]]
         adjacent = [(head_scope(e), e["outcome"], f"k={a['k_high']} minus k={a['k_low']}",
-                     number(a["estimate"], signed=True), pair(a["e1"]), p_value(a["p_one_e1"]),
+                     number(a["estimate"], signed=True), pair(a["e1"]),
+                     p_value(a["p_one_e1"], n_boot=a.get("n_boot"), one_sided=True),
                      pair(a["e3"]), p_value(a["p_one_e3"]), _monotone_cell(e["monotone"]))
                     for e in entries for a in e["adjacent"]]
         return [TableView("q1", "Q1: change per halving of k, and unablated vs the largest k",
@@ -150,6 +165,14 @@ class Trend(Question):
         return {"q1": claim_rows(entries),
                 "q1_adjacent": [{**entry_keys(e), **flatten(a)} for e in entries
                                 for a in e["adjacent"]]}
+
+    def verdicts(self, analysis: Mapping[str, Any]) -> list[VerdictRow]:
+        return [VerdictRow(entry["config_label"], f"accuracy per halving of k, pp "
+                           f"({arm_names(entry['intervention'])[0]})" if slope["unit"] ==
+                           "pp per halving of k" else f"accuracy, {slope['unit']}",
+                           scope_text(scope_of(entry, site=False)), slope, entry["site"])
+                for entry in analysis.get("q1", []) if entry["outcome"] == "correct"
+                for slope in entry["claims"][:1] if not is_check(slope)]
 
     def summary(self, analysis: Mapping[str, Any]) -> list[str]:
         items = []
@@ -167,7 +190,7 @@ class Trend(Question):
 TREND = Trend()
 
 
-def _trend(site: SiteOutcome, ablation: str, arrays: Mapping[int, Any], ctx: AnalysisContext
+def _trend(site: SiteOutcome, arm: Arm, arrays: Mapping[int, Any], ctx: AnalysisContext
            ) -> list[Finding]:
     values = {k: array.values for k, array in arrays.items()}
     scale, unit, outcome = site.scale, site.unit, site.outcome
@@ -183,13 +206,15 @@ def _trend(site: SiteOutcome, ablation: str, arrays: Mapping[int, Any], ctx: Ana
     if site.plain is not None:
         contrast = unablated_contrast(site.plain.values, values, rng=ctx.rng, level=ctx.level,
                                       n_boot=ctx.n_boot, scale=scale)
-        claims.append(interval_claim(contrast, claim=f"unablated {outcome} differs from "
-                                     f"k={max(values)}", family=family, unit=unit)
-                      .with_extra(k=max(values)))
+        claim = interval_claim(contrast, claim=f"unablated {outcome} differs from "
+                               f"k={max(values)}", family=family, unit=unit)
+        # At k >= d the ablation keeps the states: this contrast is a check, not a test.
+        claim.identity = identity_reason(arm, max(values), ctx.dims.get(site.group.config_label))
+        claims.append(claim.with_extra(k=max(values)))
     else:
         notes.append("no unablated rows: the unablated vs largest-k contrast is not run")
     odds, page, reference = trend.odds_ratio, trend.page, site.reference
-    keys = {**site.keys, "intervention": ablation}
+    keys = {**site.keys, "intervention": arm.name}
     entry = TrendEntry(
         **keys, outcome=outcome, unit=unit, n_seeds=len(reference.seeds),
         seeds=list(reference.seeds), n_items=len(reference.item_ids), ks=list(trend.ks),
@@ -198,10 +223,11 @@ def _trend(site: SiteOutcome, ablation: str, arrays: Mapping[int, Any], ctx: Ana
             "estimate": odds.estimate, "interval": list(odds.interval), "p": odds.p,
             "method": odds.method, "note": odds.note},
         page=None if page is None else {"statistic": page.statistic, "p": page.p,
-                                        "method": page.method},
+                                        "method": page.method, "claim": "E1"},
         adjacent=[{"k_low": c.k_low, "k_high": c.k_high, "estimate": c.result.estimate,
                    "e1": list(c.result.e1), "e3": list(c.result.e3), "p_one_e1": c.p_one_e1,
-                   "p_one_e3": c.p_one_e3} for c in trend.adjacent],
+                   "p_one_e3": c.p_one_e3, "n_boot": c.result.n_boot}
+                  for c in trend.adjacent],
         monotone={"e1": trend.monotone_e1, "e3": trend.monotone_e3, "alpha": ctx.alpha,
                   "rule": "intersection-union: every adjacent one-sided contrast rejects"},
         per_seed_means=trend.per_seed_means, notes=notes)
@@ -222,9 +248,7 @@ def entry_blocks(entry: Mapping[str, Any], level: float) -> list[Block]:
     texts = [monotone_text(entry)]
     page = entry.get("page")
     if page:
-        texts.append(f"Page's trend test on the seeds x k table of per-seed means asks whether "
-                     f"the seeds agree on an increasing order over k: L = "
-                     f"{number(page['statistic'])}, p = {p_value(page['p'])} ({page['method']}).")
+        texts.append(page_text(page))
     odds = entry.get("odds_ratio_per_doubling")
     if odds and odds.get("estimate") is not None:
         texts.append(f"Secondary, {E1_WORDS}: the odds of a correct answer are multiplied by "
@@ -235,8 +259,22 @@ def entry_blocks(entry: Mapping[str, Any], level: float) -> list[Block]:
     for claim in entry["claims"][1:]:
         lead = (f"Unablated minus k = {claim.get('k')}: {outcome} "
                 f"{change_text(claim['estimate'], unit)} when the projection is removed.")
-        blocks += claim_blocks(claim, level=level, lead=lead, seeds=entry.get("seeds"))
+        blocks += claim_blocks(claim, level=level, lead=lead, seeds=entry.get("seeds"),
+                               subject=f"Unablated minus k = {claim.get('k')} ({outcome})")
     return blocks + note_blocks(entry)
+
+
+PAGE_E1 = ("an E1 statement, for these checkpoints: it takes the seeds as fixed, so it says "
+           "nothing about a new training run (under an across-seed null it rejects far more "
+           "often than its level)")
+
+
+def page_text(page: Mapping[str, Any]) -> str:
+    """Page's trend test, labelled as the E1 statement it is."""
+    return (f"Page's trend test (E1) on the seeds x k table of per-seed means asks whether "
+            f"these seeds agree on an increasing order over k: L = "
+            f"{number(page['statistic'])}, p = {p_value(page['p'])} ({page['method']}); "
+            f"{PAGE_E1}.")
 
 
 def monotone_text(entry: Mapping[str, Any]) -> str:
@@ -263,10 +301,12 @@ def monotone_text(entry: Mapping[str, Any]) -> str:
                 f"but not {E3_WORDS}: k = {worst['k_high']} vs {worst['k_low']} has one-sided "
                 f"E3 p = {p_value(worst.get('p_one_e3'))}.")
     worst = weakest("p_one_e1")
+    e1 = p_inline(worst.get("p_one_e1"), name="E1 p", n_boot=worst.get("n_boot"),
+                  one_sided=True)
     return (f"**Monotonicity is not shown**: {rule}; k = {worst['k_high']} vs {worst['k_low']} "
             f"does not reject (estimate {number(worst['estimate'], signed=True)} "
-            f"{entry['unit']}, one-sided p E1 = {p_value(worst.get('p_one_e1'))}, E3 = "
-            f"{p_value(worst.get('p_one_e3'))}). Not shown is not the same as non-monotone.")
+            f"{entry['unit']}, one-sided {e1}, E3 p = {p_value(worst.get('p_one_e3'))}). Not "
+            "shown is not the same as non-monotone.")
 
 
 def _short_monotone(entry: Mapping[str, Any]) -> str:

@@ -143,6 +143,17 @@ def partial_banner(run: RunAnalysis) -> list[Block]:
     return blocks
 
 
+def smoke_banner(run: RunAnalysis) -> list[Block]:
+    """The banner of a smoke run: fewer bootstrap replicates than the protocol's minimum."""
+    if not run.settings.smoke:
+        return []
+    return [Note(f"**Smoke run: {run.settings.n_boot} bootstrap replicates** ({run.settings.source}"
+                 "), below the protocol's minimum of 2000. Intervals and p-values are rough: "
+                 "this report checks that the pipeline runs, and is not for reporting. Rerun "
+                 "the statistics with n_boot >= 2000 ([stats] of the experiment file).",
+                 "warning")]
+
+
 def status_notes(run: RunAnalysis) -> list[Block]:
     """Warnings that change how everything below reads (after the partial banner):
     assumed checkpoint settings, one seed, the eval seeds analysed, and the analysis's own
@@ -204,8 +215,9 @@ def provenance_blocks(run: RunAnalysis) -> list[Block]:
         + (f"; {libraries}" if libraries else ""),
         f"Jobs: {run.n_jobs - len(run.missing_jobs)} of {run.n_jobs} finished",
         *(_study_facts(study) if study else _grid_facts(config)),
-        f"Statistics: {settings.level:.0%} intervals, {settings.n_boot} bootstrap replicates, "
-        f"alpha {alpha}, equivalence margin {margin}, generator seed {settings.seed} "
+        f"Statistics: {settings.level:.0%} intervals, {settings.n_boot} bootstrap replicates"
+        + (" (a smoke run)" if settings.smoke else "")
+        + f", alpha {alpha}, equivalence margin {margin}, generator seed {settings.seed} "
         f"(from {settings.source})",
     ]
     blocks: list[Block] = [Heading(2, "What was run"), Bullets(tuple(facts))]

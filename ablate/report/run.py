@@ -2,7 +2,7 @@
 settings from the run's resolved config, and the analysis itself.
 
 The settings come from the ``[stats]`` table (``ablate.experiment``: tost_margin as a
-fraction, level, n_boot, seed) of the run's experiment file when that file still names this
+fraction, level, n_boot, seed, smoke) of the run's experiment file when that file still names this
 experiment and its table changed after the run (with a notice), else from the manifest's
 copy; command-line values override both. Several eval seeds are averaged per problem
 within each training seed (``ablate.stats.frames.average_eval_seeds``) unless one is
@@ -33,6 +33,7 @@ from ablate.errors import AblateError
 from ablate.experiment import StatsSettings, read_stats_table, stats_changes
 from ablate.questions import analyze_records
 from ablate.stats.frames import average_eval_seeds
+from ablate.stats.pvalues import MIN_N_BOOT
 from ablate.store import read_manifest, read_records
 
 logger = logging.getLogger(__name__)
@@ -43,17 +44,21 @@ DEFAULT_SETTINGS = dict(vars(StatsSettings()))
 
 @dataclass(frozen=True)
 class AnalysisSettings:
-    """What the analysis ran with; ``tost_margin_pp`` is in percentage points."""
+    """What the analysis ran with; ``tost_margin_pp`` is in percentage points. ``smoke``:
+    fewer bootstrap replicates than the protocol's minimum (allowed by [stats] smoke, or
+    asked for with --n-boot), so the report is a smoke test, not for reporting."""
 
     seed: int
     level: float
     n_boot: int
     tost_margin_pp: float | None
     source: str  # where level / n_boot / margin / seed came from, for the report
+    smoke: bool = False
 
     def as_dict(self) -> dict[str, Any]:
         return {"seed": self.seed, "level": self.level, "n_boot": self.n_boot,
-                "tost_margin_pp": self.tost_margin_pp, "source": self.source}
+                "tost_margin_pp": self.tost_margin_pp, "source": self.source,
+                "smoke": self.smoke}
 
 
 @dataclass(frozen=True)
@@ -108,13 +113,26 @@ def analysis_settings(manifest: Mapping[str, Any], *, seed: int | None = None,
     if n_boot is not None and n_boot < 10:
         raise AblateError(f"--n-boot {n_boot} is too small: use >= 2000 (>= 10 for a quick look)")
     margin = values.get("tost_margin")
+    replicates = int(values["n_boot"] if n_boot is None else n_boot)
     return AnalysisSettings(
         seed=int(values["seed"] if seed is None else seed),
         level=float(values["level"]),
-        n_boot=int(values["n_boot"] if n_boot is None else n_boot),
+        n_boot=replicates,
         # The config states the margin as a fraction of accuracy; the analysis works in pp.
         tost_margin_pp=None if margin is None else 100.0 * float(margin),
-        source=source)
+        source=source, smoke=replicates < MIN_N_BOOT)
+
+
+def model_dims(manifest: Mapping[str, Any]) -> dict[str, int]:
+    """Head (config_label) -> matrix size d of its checkpoints, from the manifest's
+    checkpoint entries (runs since d was recorded); a head whose checkpoints disagree, or
+    whose d is unknown, is left out."""
+    found: dict[str, set[int]] = {}
+    for entry in manifest.get("checkpoints") or []:
+        label, d = entry.get("label"), entry.get("d")
+        found.setdefault(str(label), set()).add(d if isinstance(d, int) else -1)
+    return {label: values.pop() for label, values in sorted(found.items())
+            if len(values) == 1 and min(values) > 0}
 
 
 def file_stats_table(manifest: Mapping[str, Any]) -> tuple[dict[str, Any], str] | None:
@@ -205,7 +223,8 @@ def analyze_run(run_dir: str | Path, *, seed: int | None = None, n_boot: int | N
                 settings.as_dict())
     analysis = analyze_records(records, rng=np.random.default_rng(settings.seed),
                                level=settings.level, n_boot=settings.n_boot,
-                               tost_margin=settings.tost_margin_pp)
+                               tost_margin=settings.tost_margin_pp,
+                               dims=model_dims(manifest))
     name = str(manifest.get("name") or Path(run_dir).resolve().name)
     return RunAnalysis(run_dir=Path(run_dir), name=name, manifest=manifest, records=records,
                        missing_jobs=missing, eval_seed=chosen, settings=settings,

@@ -196,6 +196,15 @@ def _save(fig: Figure, path_stem: Path) -> bytes:
     return outputs["png"]
 
 
+def in_sentence(title: str) -> str:
+    """A title inside a sentence: its first letter lower-cased, unless the first word is an
+    acronym or a name ("SVD minus random", "E3 ...", "Q1 ...") that keeps its case."""
+    first = title.split(" ", 1)[0]
+    if not title or any(ch.isupper() or ch.isdigit() for ch in first[1:]):
+        return title
+    return title[0].lower() + title[1:]
+
+
 def write_report(run: RunAnalysis, out_dir: Path, *, validation: Path | None = None,
                  force: bool = False) -> ReportResult:
     """Write the report of an analysed run into ``out_dir`` (see the module docstring);
@@ -223,14 +232,15 @@ def write_report(run: RunAnalysis, out_dir: Path, *, validation: Path | None = N
                                         else item.name] = item.number
             if isinstance(item, MissingFigure):
                 missing.append(item)
-                blocks.append(Note(f"Figure {item.number} ({item.title[0].lower()}"
-                                   f"{item.title[1:]}) is not drawn: {item.reason}."))
+                blocks.append(Note(f"Figure {item.number} ({in_sentence(item.title)}) is not "
+                                   f"drawn: {item.reason}."))
                 continue
             fig, _ = item.spec.draw()  # outside pyplot: nothing to close, freed with the object
             png = _save(fig, out_dir / "figures" / item.stem)
             blocks.append(FigureBlock(label=item.label, caption=item.spec.caption,
                                       png=f"figures/{item.stem}.png",
-                                      svg=f"figures/{item.stem}.svg", png_bytes=png))
+                                      svg=f"figures/{item.stem}.svg", png_bytes=png,
+                                      name=item.spec.name))
             files += [f"figures/{item.stem}.png", f"figures/{item.stem}.svg"]
             n_figures += 1
             logger.info("wrote %s", item.stem)

@@ -12,31 +12,34 @@ claims live in ``ablate.questions``.
 
 from __future__ import annotations
 
-from ablate.stats.controls import (
-    bits_per_byte,
-    bits_per_byte_contrast,
-    control_contrast,
-    random_mean,
-    svd_vs_random,
-)
-from ablate.stats.depth import depth_agreement, depth_association
-from ablate.stats.intervals import (
-    TwoWayResult,
-    interval_from_replicates,
-    mean_interval,
-    paired_difference,
-    two_way_interval,
-    weighted_mean,
-)
-from ablate.stats.iterations import (
-    compare_heads_paired,
-    compare_heads_unpaired,
-    direction_flip,
-    erank_trend,
-)
-from ablate.stats.multiplicity import benjamini_hochberg, holm
-from ablate.stats.power import mde_table, minimum_detectable_effect, variance_components
-from ablate.stats.trend import accuracy_trend, unablated_contrast
+import importlib
+from typing import Any
+
+# Names resolve on first use (PEP 562), so importing one light module such as
+# ``ablate.stats.pvalues`` (experiment parsing does) does not load scipy and statsmodels.
+_MODULES = {
+    "bits_per_byte": "controls", "bits_per_byte_contrast": "controls",
+    "control_contrast": "controls", "random_mean": "controls", "svd_vs_random": "controls",
+    "depth_agreement": "depth", "depth_association": "depth",
+    "TwoWayResult": "intervals", "interval_from_replicates": "intervals",
+    "mean_interval": "intervals", "paired_difference": "intervals",
+    "two_way_interval": "intervals", "weighted_mean": "intervals",
+    "compare_heads_paired": "iterations", "compare_heads_unpaired": "iterations",
+    "direction_flip": "iterations", "erank_trend": "iterations",
+    "benjamini_hochberg": "multiplicity", "holm": "multiplicity",
+    "mde_table": "power", "minimum_detectable_effect": "power",
+    "variance_components": "power",
+    "accuracy_trend": "trend", "unablated_contrast": "trend",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _MODULES:
+        raise AttributeError(f"module 'ablate.stats' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"ablate.stats.{_MODULES[name]}"), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "TwoWayResult",

@@ -139,15 +139,16 @@ def test_changed_stats_table_of_the_experiment_file_is_adopted_with_a_notice(
     (tmp_path / "experiments").mkdir()
     experiment = tmp_path / "experiments" / "synthetic.toml"
     experiment.write_text('version = 1\nname = "synthetic"\n[stats]\ntost_margin = 0.05\n'
-                          "level = 0.95\nn_boot = 150\nseed = 7\n")
+                          "level = 0.95\nn_boot = 150\nseed = 7\nsmoke = true\n")
     assert main(["stats", str(run_dir)]) == 0
     captured = capsys.readouterr()
     assert "n_boot 150, seed 7" in captured.out  # not the 100 the run recorded
     notice = captured.err.strip().splitlines()[0]
     assert notice == ("note: using [stats] of experiments/synthetic.toml, changed since the run "
                       "(n_boot 100 -> 150); records are unchanged")
+    # The run's table again: no notice.
     experiment.write_text('version = 1\nname = "synthetic"\n[stats]\ntost_margin = 0.05\n'
-                          "n_boot = 100\nseed = 7\n")  # the run's table again: no notice
+                          "n_boot = 100\nseed = 7\nsmoke = true\n")
     assert main(["stats", str(run_dir)]) == 0
     captured = capsys.readouterr()
     assert "n_boot 100, seed 7" in captured.out and "note: using" not in captured.err

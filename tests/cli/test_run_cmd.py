@@ -52,10 +52,15 @@ def test_full_validation_without_the_real_checkpoints_points_to_the_structural_m
 
 
 @pytest.mark.skipif(not BUNDLED.exists(), reason="bundled checkpoints not built yet")
-def test_quickstart_passes_full_validation(capsys):
+def test_quickstart_passes_full_validation_and_its_k_ladder_ends_at_the_identity(capsys):
+    # k runs 1, 2, 4, 8, 16 and the bundled checkpoints have d = 16, so the top rung is
+    # the built-in identity check (it must match "none") for both SVD and random cuts.
     assert main(["validate", str(REPO / "experiments" / "quickstart.toml")]) == 0
     out = capsys.readouterr().out
-    assert "OK (config hash" in out and "6 checkpoints" in out
+    assert "OK (config hash" in out and "6 checkpoints" in out and "d=16" in out
+    assert "'svd_rank_k@head_input:k=16' is the identity at d=16" in out
+    assert "'random_rank_k@head_input:k=16:draw=0' is the identity at d=16" in out
+    assert "k=8' is the identity" not in out
 
 
 def test_validate_prints_jobs_conditions_and_items(tmp_path, capsys):

@@ -24,9 +24,14 @@ def job_id(head: str, seed: int, n_iterations: int, eval_seed: int = 0) -> str:
     return f"{head}-s{seed}__gsm8k-test-teacher_forced__T{n_iterations}__e{eval_seed}"
 
 
+METRICS = ("answer_loglik", "solution_nats", "bits_per_byte", "tf_exact_match", "correct")
+
+
 def job_records(head: str, seed: int, *, n_items: int, ks: tuple[int, ...], n_draws: int,
-                n_iterations: int, rng: np.random.Generator, eval_seed: int = 0) -> pd.DataFrame:
-    """Every condition of one job (checkpoint x task x T x eval seed) over n_items items."""
+                n_iterations: int, rng: np.random.Generator, eval_seed: int = 0,
+                identity_k: int | None = None) -> pd.DataFrame:
+    """Every condition of one job (checkpoint x task x T x eval seed) over n_items items;
+    at ``identity_k`` (k = d) every rank cut returns the unablated outcome of each item."""
     item_rng = np.random.default_rng(1234)  # items are shared by every seed and head
     difficulty = item_rng.normal(0, 1, n_items)
     depth = item_rng.integers(1, 6, n_items)
@@ -65,6 +70,11 @@ def job_records(head: str, seed: int, *, n_items: int, ks: tuple[int, ...], n_dr
                 "correct": float(correct[j]), "erank_per_iter": trajectory.tolist(),
             })
     frame = pd.DataFrame(rows)
+    if identity_k is not None:
+        plain = frame[frame["intervention"] == "none"].set_index("item_id")
+        cut = (frame["k"] == identity_k).to_numpy()
+        for column in METRICS:
+            frame.loc[cut, column] = plain.loc[frame.loc[cut, "item_id"], column].to_numpy()
     for column in ("k", "draw", "depth_annotations", "depth_lines"):
         frame[column] = frame[column].astype("Int64")
     return frame
@@ -73,9 +83,13 @@ def job_records(head: str, seed: int, *, n_items: int, ks: tuple[int, ...], n_dr
 def write_run(run_dir: Path, *, seeds: tuple[int, ...] = (0, 1, 2), heads: tuple[str, ...] = HEADS,
               n_items: int = 16, ks: tuple[int, ...] = (1, 2, 4), n_draws: int = 2,
               n_iterations: int = 3, skip_jobs: int = 0, n_boot: int = 100,
-              eval_seeds: tuple[int, ...] = (0,)) -> Path:
+              eval_seeds: tuple[int, ...] = (0,), d: int | None = 16,
+              identity_k: int | None = None) -> Path:
     """A run directory whose manifest lists every (head, seed, eval seed) job; the last
-    ``skip_jobs`` jobs get no records (an incomplete run)."""
+    ``skip_jobs`` jobs get no records (an incomplete run). The checkpoints' matrix size
+    ``d`` goes into the manifest (None: a manifest from before d was recorded); with the
+    default ks no rank cut keeps the states. ``n_boot`` < 2000 makes it a smoke run.
+    ``identity_k``: the k whose rank cuts return the unablated outcomes (an exact identity)."""
     jobs = [(head, seed, e) for head in heads for seed in seeds for e in eval_seeds]
     config = {
         "version": 1, "name": run_dir.name, "description": "synthetic run for report tests",
@@ -88,7 +102,8 @@ def write_run(run_dir: Path, *, seeds: tuple[int, ...] = (0, 1, 2), heads: tuple
                    "mode": "teacher_forced", "few_shot": 0}],
         "eval_seeds": list(eval_seeds), "iterations": [n_iterations], "batch_size": 8,
         "device": "cpu",
-        "stats": {"tost_margin": 0.05, "level": 0.95, "n_boot": n_boot, "seed": 7},
+        "stats": {"tost_margin": 0.05, "level": 0.95, "n_boot": n_boot, "seed": 7,
+                  "smoke": n_boot < 2000},
     }
     ids = [job_id(h, s, n_iterations, e) for h, s, e in jobs]
     rng = np.random.default_rng(0)
@@ -96,15 +111,16 @@ def write_run(run_dir: Path, *, seeds: tuple[int, ...] = (0, 1, 2), heads: tuple
               "attention": {"value": "frobenius", "source": "results.json (config)",
                             "how": "stated"},
               "n_iterations": {"value": 8, "source": "ablate default", "how": "default"}}
-    checkpoints = [{**c, "format": "research", "settings": stated, "assumed": []}
-                   for c in config["checkpoints"]]
+    checkpoints = [{**c, "format": "research", "settings": stated, "assumed": [],
+                    **({} if d is None else {"d": d})} for c in config["checkpoints"]]
     with RunStore.open(run_dir, config=config, config_hash=f"hash-{run_dir.name}",
                        job_ids=ids, experiment_file="experiments/synthetic.toml",
                        checkpoints=checkpoints) as store:
         for head, seed, eval_seed in jobs[:len(jobs) - skip_jobs]:
             store.write(job_id(head, seed, n_iterations, eval_seed),
                         job_records(head, seed, n_items=n_items, ks=ks, n_draws=n_draws,
-                                    n_iterations=n_iterations, rng=rng, eval_seed=eval_seed))
+                                    n_iterations=n_iterations, rng=rng, eval_seed=eval_seed,
+                                    identity_k=identity_k))
     return run_dir
 
 

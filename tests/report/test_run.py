@@ -11,6 +11,7 @@ import pytest
 
 from ablate.errors import AblateError
 from ablate.report import analysis_settings, load_records
+from ablate.report.run import model_dims
 from ablate.store import RECORDS, read_manifest, read_records
 from tests.report.conftest import job_id, write_run
 
@@ -29,6 +30,23 @@ def test_settings_come_from_the_stats_table_and_options_override_them(run_dir):
     assert (defaults.seed, defaults.n_boot, defaults.tost_margin_pp) == (0, 2000, 2.0)
     with pytest.raises(AblateError, match="too small"):
         analysis_settings(manifest, n_boot=5)
+
+
+def test_fewer_replicates_than_the_protocol_make_a_smoke_run(run_dir):
+    # From [stats] (conftest: n_boot 100, smoke = true), or asked for with --n-boot.
+    manifest = read_manifest(run_dir)
+    assert analysis_settings(manifest).smoke is True
+    assert analysis_settings(manifest, n_boot=2000).smoke is False
+    plain = {"config": {"stats": {"n_boot": 2000}}}
+    assert analysis_settings(plain).smoke is False
+    assert analysis_settings(plain, n_boot=500).smoke is True
+
+
+def test_the_matrix_size_of_each_head_comes_from_the_manifest():
+    entries = [{"label": "multiprobe", "d": 16}, {"label": "multiprobe", "d": 16},
+               {"label": "collapse", "d": 16}, {"label": "collapse", "d": 8},
+               {"label": "old"}]
+    assert model_dims({"checkpoints": entries}) == {"multiprobe": 16}
 
 
 def test_missing_jobs_are_reported_and_finished_ones_read(tmp_path):

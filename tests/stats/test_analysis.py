@@ -8,6 +8,7 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
+from statsmodels.stats.multitest import multipletests
 
 from ablate.errors import AblateError
 from ablate.questions import analyze_records, tables_from_analysis
@@ -126,7 +127,8 @@ def test_records_without_the_schema_are_user_errors() -> None:
 
 
 def test_constant_accuracy_is_described_without_errors_or_warnings() -> None:
-    # A tiny model at 0% everywhere: zero variance is reported, not crashed on.
+    # A tiny model at 0% everywhere: zero variance is reported, not crashed on, and a
+    # contrast with no difference in any item is a check, not a test (no Holm p).
     records = make_records(n_items=15, n_draws=2, ks=(1, 2, 4))
     records["correct"] = 0.0
     with warnings.catch_warnings():
@@ -135,7 +137,8 @@ def test_constant_accuracy_is_described_without_errors_or_warnings() -> None:
     entry = next(e for e in analysis["q1"] if e["outcome"] == "correct")
     slope = entry["claims"][0]
     assert slope["estimate"] == 0.0 and slope["e3"] == [None, None]
-    assert slope["verdict"] == "not_significant"
+    assert slope["verdict"] == "zero_up_to_rounding" and slope["p_holm_e1"] is None
+    assert slope["check"]["kind"] == "rounding" and slope["check"]["passed"] is True
     assert any("zero variance" in note for note in slope["notes"])
     assert entry["odds_ratio_per_doubling"]["note"] == "outcome is constant: no odds ratio"
 
@@ -152,3 +155,37 @@ def test_several_sites_get_an_exploratory_bh_scan() -> None:
     expected = np.minimum(1, np.minimum.accumulate((p[np.argsort(p)] * 2 / [1, 2])[::-1])[::-1])
     assert sorted(scan["p_bh"]) == pytest.approx(sorted(expected.tolist()))
     assert len(tables_from_analysis(analysis)["scans"]) == 2
+
+
+def test_the_q3_change_is_tested_in_the_q3_family(analysis: dict) -> None:
+    # Protocol: one Q3 family per setting holds every head's tests (slope and iteration T
+    # minus 1) and the head interaction; no claim escapes into a family of its own.
+    q3 = [c for e in analysis["q3"] for c in e["claims"]]
+    heads = [c for e in analysis["q3_heads"] for c in e["claims"]]
+    members = q3 + heads
+    assert len(q3) == 4 and {c["role"] for c in q3} == {"primary", "secondary"}
+    assert {c["family"] for c in members} == {"q3|gsm8k|teacher_forced|T=4"}
+    for key in ("e1", "e3"):
+        expected = multipletests([c[f"p_{key}"] for c in members], method="holm")[1]
+        assert [c[f"p_holm_{key}"] for c in members] == pytest.approx(expected.tolist(),
+                                                                      rel=1e-8)
+
+
+def test_page_is_labelled_as_the_e1_statement_it_is(analysis: dict) -> None:
+    # Under an across-seed null Page rejects ~14% of the time: it speaks for these
+    # checkpoints only, and the analysis says so.
+    pages = [e["page"] for e in analysis["q1"]]
+    assert pages and all(page["claim"] == "E1" for page in pages)
+
+
+def test_one_seed_equivalence_is_decided_at_the_configured_alpha() -> None:
+    # One TOST E1 p lies between the two alphas (0.33): the decisions must differ.
+    records = make_records(n_seeds=1, n_items=25, n_draws=2)
+    decisions = []
+    for alpha in (0.01, 0.5):
+        analysis = analyze_records(records, rng=np.random.default_rng(1), n_boot=N_BOOT,
+                                   tost_margin=10.0, alpha=alpha)
+        claims = [c for e in analysis["q2"] if e["outcome"] == "correct" for c in e["claims"]]
+        assert claims and all(c["equivalent_e1"] == (c["p_tost_e1"] < alpha) for c in claims)
+        decisions.append([c["equivalent_e1"] for c in claims])
+    assert decisions[0] != decisions[1]

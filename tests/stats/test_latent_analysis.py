@@ -77,7 +77,8 @@ def test_slope_per_latent_step_recovers_the_truth(analysis: dict, records: pd.Da
     assert slope["family"] == "q5|codi-L6|gsm8k|generative|T=1"
     assert slope["verdict"] == "across_seeds"
     change = _claim(entry, "profile", "secondary")
-    assert _covers(change, 5 * LATENT_SLOPE) and change["family"].startswith("q5-change|")
+    # The secondary claim is tested in the family of the primary one.
+    assert _covers(change, 5 * LATENT_SLOPE) and change["family"] == slope["family"]
 
 
 def test_depth_slope_is_adjusted_for_length_and_excludes_unknown_depth(
