@@ -1,25 +1,31 @@
-"""Experiment files: a TOML grid of checkpoints x tasks x iterations x eval seeds, each
-job running every intervention condition over the same items.
+"""Experiment files: a TOML grid of checkpoints x tasks x iterations (or numbers of
+latents) x eval seeds, each job running every intervention condition over the same items.
 
 An experiment file is data: ``version = 1``, a ``name``, ``[[checkpoints]]`` (path or glob,
-train seed, configuration label, optional loader overrides), ``[[interventions]]`` (plain
-tables handed to ``ablate.interventions.expand_conditions``), ``[[tasks]]``, the lists
-``eval_seeds`` and ``iterations``, ``batch_size``, ``device`` and a ``[stats]`` table read
-by the statistics. Unknown keys anywhere are errors. Relative paths resolve against the
-file's directory; ``Experiment.resolve()`` expands globs into concrete checkpoints, and the
-config hash is taken over that resolved form. ``expand_jobs`` turns a resolved experiment
-into its grid of jobs (``ablate.executors.run_job`` runs one).
+train seed, configuration label, ``model``, optional loader overrides),
+``[[interventions]]`` (plain tables handed to ``ablate.interventions.expand_conditions``),
+``[[tasks]]``, the lists ``eval_seeds`` and ``iterations``, ``batch_size``, ``device`` and a
+``[stats]`` table read by the statistics. Unknown keys anywhere are errors. Relative paths
+resolve against the file's directory; ``Experiment.resolve()`` expands globs into concrete
+checkpoints, and the config hash is taken over that resolved form.
+``ablate.grid.expand_jobs`` turns a resolved experiment into its grid of jobs
+(``ablate.executors.run_job`` runs one).
+
+Model kinds: a Matrix Thinker (``model = "thinker"``, the default) runs at each T of
+``iterations``; a matrix-CODI checkpoint (``model = "codi"``: a native directory, or a
+research .pt with ``overrides = {tokenizer, base, n_heads}``) runs with its own T at each
+number of latent thoughts of ``n_latents`` (0 = the no-thought baseline), generatively,
+with interventions at the sites ``latent`` (every thought) and ``latent.j``. An experiment
+holds checkpoints of one kind. CODI study files (``kind = "codi_study"``) load as the
+experiment they describe (``ablate.codi.study_file``), with the study's hash and job ids.
 
     >>> experiment = load_experiment("experiments/quickstart.toml").resolve()  # doctest: +SKIP
-    >>> [job.job_id for job in expand_jobs(experiment)][:1]                     # doctest: +SKIP
-    ['multiprobe-s0__synthetic-test-teacher_forced__T4__e0__5d41402a']
+    >>> experiment.config_hash()[:12]                                           # doctest: +SKIP
 """
 
 from __future__ import annotations
 
 import glob
-import hashlib
-import json
 import os
 import re
 from collections.abc import Mapping, Sequence
@@ -29,8 +35,10 @@ from typing import Any
 
 import tomli_w
 
+from ablate.codi import study_file
 from ablate.config import MODES, Table, check_device_name, config_hash, read_toml
 from ablate.errors import AblateError
+from ablate.sites import is_latent_site
 from ablate.stats.pvalues import MIN_N_BOOT, PRECISE_P_BOOT
 
 VERSION = 1
@@ -40,6 +48,12 @@ VERSION = 1
 # facts nothing states come from the research script defaults (recorded as assumed).
 OVERRIDE_KEYS = ("attention", "n_heads", "variant", "embedding", "embedding_rank", "tokenizer",
                  "assume_research_defaults")
+THINKER, CODI = "thinker", "codi"
+MODELS = (THINKER, CODI)
+# What a research CODI .pt cannot tell: its GPT-2 tokenizer and base config directories and
+# (when neither says) the GPT-2 heads; a native CODI directory holds everything.
+CODI_OVERRIDE_KEYS = ("tokenizer", "base", "n_heads")
+_PATH_OVERRIDES = ("tokenizer", "base")
 # Settings that choose where/how fast records are computed or how they are analysed, not
 # which records exist: a run may resume with other values, so the hash leaves them out.
 UNHASHED_KEYS = ("device", "batch_size", "stats", "description")
@@ -57,11 +71,14 @@ class CheckpointSpec:
     label: str
     train_seed: int | None = None
     overrides: dict[str, Any] = field(default_factory=dict)
+    model: str = THINKER  # "thinker" | "codi"
 
 
 @dataclass(frozen=True)
 class TaskSpec:
-    """One ``[[tasks]]`` entry: ``options`` are the task's own settings (``get_task``)."""
+    """One ``[[tasks]]`` entry: ``options`` are the task's own settings (``get_task``);
+    ``max_new_tokens`` caps generation (default: the task's; CODI: 16, spec §9);
+    ``max_question_tokens`` (CODI) keeps the last N question tokens."""
 
     name: str
     split: str = "test"
@@ -70,6 +87,8 @@ class TaskSpec:
     mode: str = "teacher_forced"
     few_shot: int = 0
     options: dict[str, Any] = field(default_factory=dict)
+    max_new_tokens: int | None = None
+    max_question_tokens: int | None = None
 
 
 @dataclass(frozen=True)
@@ -102,7 +121,16 @@ class Experiment:
     stats: StatsSettings = field(default_factory=StatsSettings)
     description: str = ""
     version: int = VERSION
+    n_latents: tuple[int, ...] = ()  # CODI checkpoints: the grid axis in place of iterations
     source: str = field(default="<memory>", compare=False)
+    # The CODI study table this experiment was translated from: it gives the hash and the
+    # job ids, so the study's run directories resume (ablate.codi.study_file).
+    codi_study: dict[str, Any] | None = field(default=None, compare=False, repr=False)
+
+    @property
+    def model(self) -> str:
+        """The checkpoints' model kind (one per experiment)."""
+        return self.checkpoints[0].model if self.checkpoints else THINKER
 
     @property
     def base_dir(self) -> Path:
@@ -116,11 +144,12 @@ class Experiment:
             "version": self.version,
             "name": self.name,
             **({"description": self.description} if self.description else {}),
-            "checkpoints": [_drop_none(vars(c)) for c in self.checkpoints],
+            "checkpoints": [_drop_none(spec_fields(c)) for c in self.checkpoints],
             "interventions": [dict(i) for i in self.interventions],
             "tasks": [_drop_none(vars(t)) for t in self.tasks],
             "eval_seeds": list(self.eval_seeds),
-            "iterations": list(self.iterations),
+            **({"n_latents": list(self.n_latents)} if self.model == CODI
+               else {"iterations": list(self.iterations)}),
             "batch_size": self.batch_size,
             "device": self.device,
             "stats": dict(vars(self.stats)),
@@ -134,9 +163,18 @@ class Experiment:
         """Parse and check a config mapping; errors name ``source`` and the bad key."""
         return _parse(data, source)
 
+    def manifest_config(self) -> dict[str, Any]:
+        """What a run directory's manifest records as the config: ``to_dict()``, plus the
+        study table a translated CODI study file held."""
+        extra = {"codi_study": self.codi_study} if self.codi_study is not None else {}
+        return {**self.to_dict(), **extra}
+
     def resolve(self, *, limit: int | None = None) -> Experiment:
         """A copy with concrete, absolute checkpoint paths (globs expanded, seeds filled)
-        and absolute task paths; ``limit`` caps every task's item count."""
+        and absolute task paths; ``limit`` caps every task's item count (a translated CODI
+        study's, as its runner did, is replaced by it)."""
+        if self.codi_study is not None:
+            return self._resolve_study(limit)
         checkpoints = tuple(c for spec in self.checkpoints for c in self._resolve_checkpoint(spec))
         seen: dict[tuple[str, int], str] = {}
         for c in checkpoints:
@@ -155,9 +193,22 @@ class Experiment:
         return replace(self, checkpoints=checkpoints, tasks=tuple(tasks))
 
     def config_hash(self) -> str:
-        """sha256 of the canonical JSON of the config, without ``UNHASHED_KEYS``. Call it
-        on a resolved experiment so the hash pins the checkpoints actually matched."""
+        """sha256 of the canonical JSON of the config, without ``UNHASHED_KEYS`` (a
+        translated CODI study: the study's own hash). Call it on a resolved experiment so
+        the hash pins the checkpoints actually matched."""
+        if self.codi_study is not None:
+            return study_file.study_hash(self.codi_study)
         return config_hash(self.to_dict(), UNHASHED_KEYS)
+
+    def _resolve_study(self, limit: int | None) -> Experiment:
+        assert self.codi_study is not None
+        study = study_file.resolve_study(self.codi_study, self.base_dir, limit)
+        plain = replace(self, codi_study=None).resolve()
+        # The study runner's paths and limit, which its records and hash hold.
+        checkpoints = tuple(replace(c, path=study["checkpoint"]["path"])
+                            for c in plain.checkpoints)
+        tasks = tuple(replace(t, limit=study["task"].get("limit")) for t in plain.tasks)
+        return replace(plain, checkpoints=checkpoints, tasks=tasks, codi_study=study)
 
     def _absolute(self, path: str) -> Path:
         candidate = Path(path).expanduser()
@@ -187,8 +238,9 @@ class Experiment:
                 )
             paths = [pattern]
         overrides = dict(spec.overrides)
-        if "tokenizer" in overrides:
-            overrides["tokenizer"] = str(self._absolute(overrides["tokenizer"]))
+        for key in _PATH_OVERRIDES:
+            if key in overrides:
+                overrides[key] = str(self._absolute(overrides[key]))
         return [
             replace(spec, path=str(Path(p).resolve()), train_seed=self._seed_of(spec, p),
                     overrides=overrides)
@@ -207,6 +259,19 @@ class Experiment:
         return int(found[-1])
 
 
+def spec_fields(spec: CheckpointSpec | TaskSpec) -> dict[str, Any]:
+    """A spec's fields, without those added for CODI while they hold their defaults (so
+    every Thinker experiment keeps its hash and job ids)."""
+    added = {"model": THINKER, "max_new_tokens": None, "max_question_tokens": None}
+    return {key: value for key, value in vars(spec).items()
+            if key not in added or value != added[key]}
+
+
+def is_glob(path: str) -> bool:
+    """Whether a checkpoint path is a glob pattern (resolved into several paths)."""
+    return _GLOB_CHARS.search(path) is not None
+
+
 def stats_changes(recorded: Mapping[str, Any] | None, current: Mapping[str, Any]) -> list[str]:
     """How a ``[stats]`` table differs from the one a run recorded, e.g.
     ``["n_boot 2000 -> 5000"]`` (defaults stand in for a missing table or key)."""
@@ -223,94 +288,25 @@ def read_stats_table(path: str | Path) -> StatsSettings:
 
 
 def load_experiment(path: str | Path) -> Experiment:
-    """Read and check an experiment TOML file (not yet resolved)."""
+    """Read and check an experiment TOML file (not yet resolved); a CODI study file
+    (``kind = "codi_study"``) loads as the experiment it describes."""
     data = read_toml(path, "Experiment file", "pass a .toml file such as "
                      "experiments/quickstart.toml")
+    if study_file.is_study(data):
+        study = study_file.read_study(data, str(path))
+        experiment = _parse(study_file.study_experiment(study), str(path))
+        return replace(experiment, codi_study=study)
     return _parse(data, str(path))
-
-
-# Columns run_job puts in front of the evaluation's item, condition and metric columns.
-JOB_COLUMNS = ("job_id", "checkpoint", "config_label", "train_seed", "eval_seed", "task",
-               "split", "mode", "n_iterations")
-_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
-
-
-@dataclass(frozen=True)
-class Job:
-    """One cell of the grid: a checkpoint, a task, T and an eval seed, with every
-    intervention condition (so evaluation shares one backbone pass across them). Plain
-    values only, so a job pickles to a remote worker."""
-
-    job_id: str
-    checkpoint: CheckpointSpec
-    task: TaskSpec
-    n_iterations: int
-    eval_seed: int
-    interventions: tuple[dict[str, Any], ...]
-    batch_size: int
-    device: str
-
-    def columns(self) -> dict[str, Any]:
-        """The ``JOB_COLUMNS`` values of this job."""
-        values = {
-            "job_id": self.job_id,
-            "checkpoint": self.checkpoint.path,
-            "config_label": self.checkpoint.label,
-            "train_seed": self.checkpoint.train_seed,
-            "eval_seed": self.eval_seed,
-            "task": self.task.name,
-            "split": self.task.split,
-            "mode": self.task.mode,
-            "n_iterations": self.n_iterations,
-        }
-        assert tuple(values) == JOB_COLUMNS
-        return values
-
-
-def expand_jobs(experiment: Experiment) -> list[Job]:
-    """The grid checkpoints x tasks x iterations x eval seeds of a resolved experiment,
-    in that nesting order (checkpoint outermost, so a sequential run loads each once).
-
-    Job ids read "{label}-s{seed}__{task}-{split}-{mode}__T{T}__e{seed}__{hash8}"; the
-    hash covers everything the job's records depend on, so ids are stable across runs
-    and distinct even when two entries share a label and seed.
-    """
-    unresolved = [c.path for c in experiment.checkpoints if c.train_seed is None
-                  or _GLOB_CHARS.search(c.path)]
-    assert not unresolved, f"expand_jobs needs a resolved experiment: {unresolved}"
-    jobs = []
-    for checkpoint in experiment.checkpoints:
-        for task in experiment.tasks:
-            for n_iterations in experiment.iterations:
-                for eval_seed in experiment.eval_seeds:
-                    readable = (f"{checkpoint.label}-s{checkpoint.train_seed}__{task.name}-"
-                                f"{task.split}-{task.mode}__T{n_iterations}__e{eval_seed}")
-                    content = {"checkpoint": vars(checkpoint), "task": vars(task),
-                               "n_iterations": n_iterations, "eval_seed": eval_seed,
-                               "interventions": list(experiment.interventions)}
-                    digest = hashlib.sha256(json.dumps(content, sort_keys=True).encode())
-                    jobs.append(Job(
-                        job_id=f"{_UNSAFE.sub('-', readable)}__{digest.hexdigest()[:8]}",
-                        checkpoint=checkpoint,
-                        task=task,
-                        n_iterations=n_iterations,
-                        eval_seed=eval_seed,
-                        interventions=experiment.interventions,
-                        batch_size=experiment.batch_size,
-                        device=experiment.device,
-                    ))
-    ids = [job.job_id for job in jobs]
-    assert len(set(ids)) == len(ids), "job ids collide"
-    return jobs
 
 
 # ---------------------------------------------------------------------------------------
 # Parsing: every key is checked by name and type, every error names the file.
 
 _TOP_KEYS = ("version", "name", "description", "checkpoints", "interventions", "tasks",
-             "eval_seeds", "iterations", "batch_size", "device", "stats")
-_CHECKPOINT_KEYS = ("path", "label", "train_seed", "overrides")
-_TASK_KEYS = ("name", "split", "path", "limit", "mode", "few_shot", "options")
+             "eval_seeds", "iterations", "n_latents", "batch_size", "device", "stats")
+_CHECKPOINT_KEYS = ("path", "label", "train_seed", "model", "overrides")
+_TASK_KEYS = ("name", "split", "path", "limit", "mode", "few_shot", "options",
+              "max_new_tokens", "max_question_tokens")
 _STATS_KEYS = ("tost_margin", "level", "n_boot", "seed", "smoke")
 SMOKE_MIN_N_BOOT = 10
 
@@ -325,8 +321,21 @@ def _parse(data: Mapping[str, Any], source: str) -> Experiment:
         raise top.fail("name", f"{name!r} must be letters, digits, '.', '_' or '-' (it names "
                                "the default run directory runs/<name>)")
     checkpoints = _entries(data, "checkpoints", source, _CHECKPOINT_KEYS, _parse_checkpoint)
+    models = sorted({c.model for c in checkpoints})
+    if len(models) > 1:
+        raise AblateError(f"{source}: [[checkpoints]] mix models {' and '.join(models)}; an "
+                          "experiment runs one kind of model: split it into two files")
+    codi = models == [CODI]
     tasks = _entries(data, "tasks", source, _TASK_KEYS, _parse_task)
-    interventions = _parse_interventions(data.get("interventions", []), source)
+    for i, task in enumerate(tasks):
+        _check_task_for_model(task, codi, Table(data["tasks"][i], f"[[tasks]] #{i + 1}",
+                                                  source, _TASK_KEYS))
+    interventions = _parse_interventions(data.get("interventions", []), source, codi)
+    axis, other = ("n_latents", "iterations") if codi else ("iterations", "n_latents")
+    if other in data:
+        why = ("a CODI checkpoint runs with its own T" if codi
+               else "n_latents is the grid axis of CODI checkpoints (model = \"codi\")")
+        raise top.fail(other, f"does not apply here ({why}); give {axis} instead")
     device = top.get("device", str, "cpu")
     try:
         check_device_name(device)
@@ -340,7 +349,8 @@ def _parse(data: Mapping[str, Any], source: str) -> Experiment:
         interventions=interventions,
         tasks=tasks,
         eval_seeds=top.int_list("eval_seeds", [0]),
-        iterations=top.int_list("iterations"),
+        iterations=() if codi else top.int_list("iterations"),
+        n_latents=top.int_list("n_latents") if codi else (),
         batch_size=top.get("batch_size", int, 16, min_value=1),
         device=device,
         stats=stats,
@@ -381,28 +391,56 @@ def _entries(data: Mapping[str, Any], key: str, source: str, allowed: Sequence[s
                  for i, t in enumerate(tables))
 
 
-def _parse_interventions(tables: Any, source: str) -> tuple[dict[str, Any], ...]:
+def _parse_interventions(tables: Any, source: str, codi: bool) -> tuple[dict[str, Any], ...]:
     """The [[interventions]] tables, checked by their own module (names, keys, sites, k)
-    without a model; the d- and layer-dependent checks wait for the checkpoints."""
+    without a model; the d- and layer-dependent checks wait for the checkpoints. CODI
+    models take the latent sites only, Matrix Thinkers every other site."""
     from ablate.interventions import validate_conditions
 
     try:
-        validate_conditions(tables)
+        conditions = validate_conditions(tables)
     except AblateError as err:
         raise AblateError(f"{source}: {err}") from None
+    for condition in conditions:
+        for part in condition.interventions:
+            if is_latent_site(part.site) != codi:
+                need = ("CODI checkpoints take the sites 'latent' and 'latent.j'" if codi else
+                        "latent sites act on CODI checkpoints only (model = \"codi\")")
+                raise AblateError(f"{source}: condition '{condition.label}' acts at site "
+                                  f"'{part.site}': {need}")
     return tuple(dict(t) for t in tables)
 
 
 def _parse_checkpoint(r: Table) -> CheckpointSpec:
-    overrides = Table(r.data.get("overrides", {}), f"{r.where} overrides", r.source,
-                        OVERRIDE_KEYS)
+    model = r.get("model", str, THINKER)
+    if model not in MODELS:
+        raise r.fail("model", f"is {model!r}; use one of {', '.join(MODELS)}")
+    allowed = CODI_OVERRIDE_KEYS if model == CODI else OVERRIDE_KEYS
+    overrides = Table(r.data.get("overrides", {}), f"{r.where} overrides", r.source, allowed)
     overrides.get("assume_research_defaults", bool, False)
+    overrides.get("n_heads", int, None, min_value=1)
     return CheckpointSpec(
         path=r.get("path", str),
         label=r.get("label", str),
         train_seed=r.get("train_seed", int, None, min_value=0),
         overrides=dict(overrides.data),
+        model=model,
     )
+
+
+def _check_task_for_model(task: TaskSpec, codi: bool, r: Table) -> None:
+    """CODI checkpoints answer generatively after their latents, without exemplars;
+    max_question_tokens applies to them only, max_new_tokens to generation only."""
+    if codi and task.mode != "generative":
+        raise r.fail("mode", f"is {task.mode!r}; CODI checkpoints answer after their latent "
+                             "thoughts: set mode = \"generative\"")
+    if codi and task.few_shot:
+        raise r.fail("few_shot", "must be 0 for CODI checkpoints (their prompts hold one "
+                                 "question)")
+    if not codi and task.max_question_tokens is not None:
+        raise r.fail("max_question_tokens", "applies to CODI checkpoints only; remove it")
+    if task.mode != "generative" and task.max_new_tokens is not None:
+        raise r.fail("max_new_tokens", "applies to generative tasks only; remove it")
 
 
 def _parse_task(r: Table) -> TaskSpec:
@@ -418,6 +456,8 @@ def _parse_task(r: Table) -> TaskSpec:
         mode=mode,
         few_shot=few_shot,
         options=dict(r.get("options", dict, {})),
+        max_new_tokens=r.get("max_new_tokens", int, None, min_value=1),
+        max_question_tokens=r.get("max_question_tokens", int, None, min_value=1),
     )
 
 

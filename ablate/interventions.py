@@ -19,8 +19,10 @@ turns a list of tables into conditions, expanding ``k`` lists and random ``draws
 Table keys: ``name``; ``site``; the kind's parameters (``ablate.intervention_kinds``):
 ``k`` (int or list); for ``random_rank_k`` ``draws`` (count, draws 0..n-1) or ``draw`` (int or
 list) and ``side`` ("columns": Q Qᵀ M, or "rows": M Q Qᵀ); ``norm_matched`` (rescale each
-projected matrix to its original Frobenius norm); ``compose`` (a list of tables applied in
-that order, expanded as a product) instead of a name. ``{name = "none"}`` is the unablated
+projected matrix to its original Frobenius norm); ``keep_k`` ("<= d" or "< d": leave out
+the k of the list that the checkpoint's d does not admit, instead of refusing k > d, so one
+k ladder serves checkpoints of several d); ``compose`` (a list of tables applied in that
+order, expanded as a product) instead of a name. ``{name = "none"}`` is the unablated
 condition.
 
 A kind is registered in one place, with its parameters and its role in the statistics (the
@@ -59,7 +61,7 @@ from ablate.intervention_kinds import (
     settings_label,
     unregister_intervention,
 )
-from ablate.sites import SIDES, hook_names, resolve_site
+from ablate.sites import LATENT_SITE, SIDES, hook_names, is_latent_site, resolve_site
 
 if TYPE_CHECKING:  # torch is imported where matrices are projected, so that checking a
     import torch  # config (ablate validate --no-checkpoints) never loads it
@@ -71,8 +73,8 @@ __all__ = [
     "AFTER_BACKBONE", "DEFAULT_SITE", "INTERVENTIONS", "NONE", "UNABLATED", "Condition",
     "Intervention", "InterventionKind", "Param", "Role", "arm_kind", "available_interventions",
     "canonical_site", "check_sites_fire", "control_of", "expand_conditions", "get_intervention",
-    "make_condition", "rank_identity", "register_intervention", "unregister_intervention",
-    "validate_conditions",
+    "make_condition", "rank_identity", "register_intervention", "unfired_part",
+    "unregister_intervention", "validate_conditions",
 ]
 
 logger = logging.getLogger(__name__)
@@ -169,6 +171,8 @@ def canonical_site(site: str, n_layers: int | None = None) -> str:
     name = resolve_site(site, n_layers)
     if name in _ALIAS_OF:
         return _ALIAS_OF[name]
+    if is_latent_site(name):
+        return LATENT_SITE if name == f"{LATENT_SITE}.*" else name
     m = _ITER_HOOK.match(name)
     if m:
         return f"iter.{m.group(1)}" + (f".layer.{m.group(3)}" if m.group(2) else "")
@@ -355,6 +359,8 @@ def make_condition(interventions: Sequence[Intervention], d: int | None = None) 
 # --- expansion of TOML tables ----------------------------------------------------------
 
 _BASE_KEYS = ("name", "site")
+# keep_k: which k of a list a checkpoint of size d admits.
+KEEP_K = {"<= d": lambda k, d: k <= d, "< d": lambda k, d: k < d}
 
 
 def expand_conditions(
@@ -399,13 +405,26 @@ def check_sites_fire(conditions: Sequence[Condition], *, n_iterations: int, n_la
     condition would silently equal the unablated one."""
     names = hook_names(n_iterations, n_layers)
     for condition in conditions:
-        for part in condition.interventions:
-            if not any(fnmatchcase(name, part.hook_name) for name in names):
-                raise AblateError(
-                    f"condition '{condition.label}': site '{part.site}' never fires with "
-                    f"n_iterations={n_iterations} and {n_layers} layers; use iterations "
-                    f"1..{n_iterations} or remove the condition"
-                )
+        part = unfired_part(condition, names)
+        if part is not None and is_latent_site(part.site):
+            raise AblateError(
+                f"condition '{condition.label}': site '{part.site}' is a latent thought of a "
+                "CODI model; it acts on checkpoints with model = \"codi\" only")
+        if part is not None:
+            raise AblateError(
+                f"condition '{condition.label}': site '{part.site}' never fires with "
+                f"n_iterations={n_iterations} and {n_layers} layers; use iterations "
+                f"1..{n_iterations} or remove the condition"
+            )
+
+
+def unfired_part(condition: Condition, names: Sequence[str]) -> Intervention | None:
+    """The first part of ``condition`` whose site matches none of the hook points
+    ``names`` (so it would never act), else None."""
+    for part in condition.interventions:
+        if not any(fnmatchcase(name, part.hook_name) for name in names):
+            return part
+    return None
 
 
 def _expand(
@@ -421,7 +440,7 @@ def _expand(
     seen = {c.label for c in conditions}
     for index, entry in enumerate(spec):
         where = f"interventions[{index}]"
-        for parts in _expand_entry(entry, where, n_layers):
+        for parts in _expand_entry(entry, where, n_layers, d):
             condition = make_condition(parts, d)
             if condition.label in seen:
                 if condition is UNABLATED:
@@ -435,7 +454,8 @@ def _expand(
     return conditions
 
 
-def _expand_entry(entry: Any, where: str, n_layers: int | None) -> list[tuple[Intervention, ...]]:
+def _expand_entry(entry: Any, where: str, n_layers: int | None,
+                  d: int | None) -> list[tuple[Intervention, ...]]:
     if not isinstance(entry, Mapping):
         raise AblateError(f"{where} must be a table with a 'name', got {entry!r}")
     if "compose" in entry:
@@ -446,7 +466,7 @@ def _expand_entry(entry: Any, where: str, n_layers: int | None) -> list[tuple[In
                 f"{where}: a 'compose' table holds only a non-empty list of intervention "
                 f"tables (got keys {sorted(entry)}); move {extra or 'the settings'} into the steps"
             )
-        options = [_expand_entry(step, f"{where}.compose[{i}]", n_layers)
+        options = [_expand_entry(step, f"{where}.compose[{i}]", n_layers, d)
                    for i, step in enumerate(steps)]
         for i, choices in enumerate(options):
             if choices == [()]:
@@ -461,7 +481,7 @@ def _expand_entry(entry: Any, where: str, n_layers: int | None) -> list[tuple[In
                               f"{sorted(set(entry) - {'name'})}")
         return [()]
     kind = get_intervention(str(name))
-    allowed = _BASE_KEYS + kind.keys
+    allowed = _BASE_KEYS + (("keep_k",) if "k" in kind.param_names else ()) + kind.keys
     unknown = sorted(set(entry) - set(allowed))
     if unknown:
         raise AblateError(
@@ -475,8 +495,15 @@ def _expand_entry(entry: Any, where: str, n_layers: int | None) -> list[tuple[In
         site = canonical_site(site, n_layers)
     except AblateError as err:
         raise AblateError(f"{where}: {err}") from None
-    grid = expand_settings(kind.params, entry, where, kind=str(name))
-    return [(Intervention(str(name), site, **dict(settings)),) for settings in grid]
+    grid = [dict(settings) for settings in expand_settings(kind.params, entry, where,
+                                                            kind=str(name))]
+    if "keep_k" in entry:
+        keep = entry["keep_k"]
+        if keep not in KEEP_K:
+            raise AblateError(f"{where}: keep_k must be one of {', '.join(map(repr, KEEP_K))}, "
+                              f"got {keep!r}")
+        grid = [s for s in grid if d is None or KEEP_K[keep](s["k"], d)]
+    return [(Intervention(str(name), site, **settings),) for settings in grid]
 
 
 def _check_disjoint_sites(condition: Condition, where: str, n_layers: int | None) -> None:

@@ -1,11 +1,15 @@
 """The names experiment files use for where an intervention acts (hook sites) and how a
 random projection multiplies (sides): plain strings, checked without torch or a model, so
-``ablate validate --no-checkpoints`` stays fast. ``ablate.model.hooks`` fires these names.
+``ablate validate --no-checkpoints`` stays fast. ``ablate.model.hooks`` fires the Matrix
+Thinker's names; a CODI model (``ablate.codi``) fires ``latent.{j}`` as it produces each
+latent thought Z_j (j from 0), so a hook's output is the thought the model reads next.
 
     >>> resolve_site("iter.3")
     'iter.3.hook_out'
     >>> hook_names(1, 1)[:2]
     ['embed.hook_out', 'iter.1.layer.0.attn.hook_out']
+    >>> resolve_site("latent"), latent_hook_names(2)
+    ('latent.*', ['latent.0', 'latent.1'])
 """
 
 from __future__ import annotations
@@ -25,6 +29,9 @@ SITE_ALIASES = {
     "embed": "embed.hook_out",
 }
 _ITER_ALIAS = re.compile(r"^iter\.(\d+|\*)(?:\.layer\.(\d+|\*))?$")
+# A CODI model's latent thoughts: "latent" (every one) or "latent.j" (thought j, from 0).
+LATENT_SITE = "latent"
+_LATENT = re.compile(r"^latent(?:\.(\d+|\*))?$")
 _NAME = re.compile(
     r"^(embed\.hook_out|final_norm\.hook_in|head\.hook_in"
     r"|iter\.(\d+|\*)\.hook_out"
@@ -42,9 +49,23 @@ def hook_names(n_iterations: int, n_layers: int) -> list[str]:
     return names + ["final_norm.hook_in", "head.hook_in"]
 
 
+def latent_hook_names(n_latents: int) -> list[str]:
+    """The hook points of a CODI model's latent loop with ``n_latents`` thoughts."""
+    return [f"latent.{j}" for j in range(n_latents)]
+
+
+def is_latent_site(name: str) -> bool:
+    """Whether ``name`` (an alias or a hook name) is a CODI latent site."""
+    return _LATENT.match(name) is not None
+
+
 def resolve_site(site: str, n_layers: int | None = None) -> str:
-    """Map an alias (``head_input``, ``iter.3``, ``iter.3.layer.1``) to a hook name or
-    pattern, and check it is well formed (and the layer exists when ``n_layers`` given)."""
+    """Map an alias (``head_input``, ``iter.3``, ``iter.3.layer.1``, ``latent``) to a hook
+    name or pattern, and check it is well formed (and the layer exists when ``n_layers``
+    given)."""
+    latent = _LATENT.match(site)
+    if latent:
+        return f"latent.{latent.group(1) or '*'}"
     name = SITE_ALIASES.get(site)
     if name is None:
         m = _ITER_ALIAS.match(site)
@@ -62,8 +83,9 @@ def resolve_site(site: str, n_layers: int | None = None) -> str:
     if not m:
         raise AblateError(
             f"Unknown hook site '{site}'. Use one of {sorted(SITE_ALIASES)}, 'iter.T', "
-            "'iter.T.layer.L' (T from 1, L from 0; '*' matches all), or a full hook name "
-            "such as 'iter.2.layer.0.attn.hook_out'"
+            "'iter.T.layer.L' (T from 1, L from 0; '*' matches all), a full hook name "
+            "such as 'iter.2.layer.0.attn.hook_out', or for CODI models 'latent' or "
+            "'latent.j' (j from 0)"
         )
     if n_layers is not None and m.group(4) not in (None, "*") and int(m.group(4)) >= n_layers:
         raise AblateError(

@@ -7,7 +7,8 @@ Layout of a run directory::
                              and per checkpoint the facts its weights do not give with the
                              source of each ("checkpoints": path, label, train_seed, format,
                              settings {name: {value, source, how}}, assumed [names])
-    records/<job_id>.parquet one row per (job, item, condition); written atomically
+    records/<job_id>.parquet one row per (job, item, condition), the columns of
+                             ``ablate.schema``; written atomically
     .lock, owner.json        held while a run writes; owner.json names the process
 
 A job's file appears only once it is complete (temp file in the same directory, fsync,
@@ -39,6 +40,7 @@ import pandas as pd
 import ablate
 from ablate.errors import AblateError
 from ablate.provenance import git_state
+from ablate.schema import COLUMNS
 
 logger = logging.getLogger(__name__)
 
@@ -96,6 +98,8 @@ class RunStore:
         """Write one job's records atomically: a reader sees the whole file or none."""
         assert self._lock.is_locked, "write after close"
         assert "job_id" not in frame or (frame["job_id"] == job_id).all(), "rows of another job"
+        unknown = [str(c) for c in frame.columns if c not in COLUMNS]
+        assert not unknown, f"columns outside ablate.schema: {unknown}"
         final = self.run_dir / RECORDS / f"{job_id}.parquet"
         temp = final.with_name(f".{job_id}.{os.getpid()}{_TEMP_SUFFIX}")
         try:

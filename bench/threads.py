@@ -48,7 +48,8 @@ def _quickstart(n_items: int) -> tuple[Callable[[], object], int]:
     from ablate.executors import run_job
     from ablate.executors.jobs import _checkpoint
     from ablate.executors.threads import available_cores, job_threads, model_width
-    from ablate.experiment import expand_jobs, load_experiment
+    from ablate.experiment import load_experiment
+    from ablate.grid import expand_jobs
 
     experiment = load_experiment(ROOT / "experiments" / "quickstart.toml").resolve(limit=n_items)
     jobs = expand_jobs(experiment)[:2]

@@ -20,7 +20,9 @@ from ablate.executors import (
     run_experiment,
     run_job,
 )
-from ablate.experiment import JOB_COLUMNS, expand_jobs, load_experiment
+from ablate.experiment import load_experiment
+from ablate.grid import expand_jobs
+from ablate.schema import JOB_COLUMNS
 from ablate.store import read_records
 from ablate.tokenizer import ByteTokenizer
 from tests.conftest import tiny_model

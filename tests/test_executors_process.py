@@ -11,7 +11,8 @@ import torch
 from ablate.errors import AblateError
 from ablate.executors import ProcessExecutor, get_executor, run_experiment, run_job
 from ablate.executors.threads import SMALL_MATRIX, job_threads, model_width
-from ablate.experiment import expand_jobs, load_experiment
+from ablate.experiment import load_experiment
+from ablate.grid import expand_jobs
 from ablate.store import read_records
 from tests.conftest import tiny_model
 from tests.test_executors import one_torch_thread, write_experiment  # noqa: F401

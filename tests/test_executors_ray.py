@@ -22,7 +22,8 @@ import torch
 from ablate.cli import main
 from ablate.errors import AblateError
 from ablate.executors import get_executor, run_experiment
-from ablate.experiment import expand_jobs, load_experiment
+from ablate.experiment import Experiment, load_experiment
+from ablate.grid import expand_jobs
 from ablate.store import RECORDS, finished_jobs, read_records
 from tests.test_executors import one_torch_thread, write_experiment  # noqa: F401
 
@@ -139,6 +140,36 @@ def test_ray_run_from_the_cli_writes_the_records_of_a_local_run(ray_instance, sw
                  "--cpus-per-job", "1"]) == 0
     assert ray_instance.is_initialized()  # a Ray it did not start is left running
     pd.testing.assert_frame_equal(read_records(out), local)
+
+
+@needs_ray
+@pytest.mark.slow
+def test_a_codi_experiment_on_ray_writes_the_records_of_a_local_run(ray_instance, tmp_path):
+    # Invariant: CODI jobs run through run_job on every executor, so a Ray run of a CODI
+    # experiment (the bundled checkpoint, d = 8; cuts of every thought and of thought 0)
+    # writes the local executor's records, column for column, value for value.
+    experiment = Experiment.from_dict({
+        "version": 1, "name": "codi-ray",
+        "checkpoints": [{"path": str(REPO / "checkpoints" / "codi-synthetic"),
+                         "label": "codi", "train_seed": 0, "model": "codi"}],
+        "tasks": [{"name": "synthetic", "limit": 3, "mode": "generative",
+                   "options": {"max_depth": 3, "max_value": 5, "max_total": 10}}],
+        "n_latents": [0, 2],
+        "interventions": [{"name": "svd_rank_k", "site": "latent", "k": [1, 8]},
+                          {"name": "random_rank_k", "site": "latent.0", "k": 2}],
+    }).resolve()
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        run_experiment(experiment, tmp_path / "local")
+    finally:
+        torch.set_num_threads(before)
+    result = run_experiment(experiment, tmp_path / "ray", executor=get_executor("ray"))
+    assert result.n_run == 2
+    local, remote = read_records(tmp_path / "local"), read_records(tmp_path / "ray")
+    assert set(local["condition"]) == {"none", "svd_rank_k@latent:k=1", "svd_rank_k@latent:k=8",
+                                       "random_rank_k@latent.0:k=2:draw=0"}
+    pd.testing.assert_frame_equal(remote, local)
 
 
 @needs_ray

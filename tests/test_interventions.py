@@ -16,6 +16,7 @@ from ablate.interventions import (
     Param,
     arm_kind,
     available_interventions,
+    check_sites_fire,
     control_of,
     expand_conditions,
     get_intervention,
@@ -317,3 +318,29 @@ def test_roles_are_declared_at_registration(registered):
         registered("orphan", (), role=control_of("no_such_kind", matched_on=()))
     with pytest.raises(ValueError, match="must both take"):
         registered("unmatched", (), role=control_of("svd_rank_k", matched_on=("k",)))
+
+
+def test_keep_k_leaves_out_the_k_a_checkpoint_of_size_d_does_not_admit():
+    # One k ladder for checkpoints of several d: "<= d" keeps k = d (the identity),
+    # "< d" leaves it out too; without keep_k every k stays (and check refuses k > d).
+    ladder = {"name": "svd_rank_k", "k": [1, 4, 8]}
+    labels = lambda spec, d: [c.label for c in expand_conditions(  # noqa: E731
+        [spec], d=d, n_layers=2, include_unablated=False)]
+    assert labels({**ladder, "keep_k": "<= d"}, 4) == ["svd_rank_k@head_input:k=1",
+                                                       "svd_rank_k@head_input:k=4"]
+    assert labels({**ladder, "keep_k": "< d"}, 4) == ["svd_rank_k@head_input:k=1"]
+    assert len(labels({**ladder, "keep_k": "< d"}, 16)) == 3
+    assert len(labels(ladder, 4)) == 3
+    with pytest.raises(AblateError, match="keep_k must be one of '<= d', '< d'"):
+        expand_conditions([{**ladder, "keep_k": "d"}], d=4, n_layers=2)
+
+
+def test_latent_sites_have_canonical_labels_and_fire_in_codi_models_only():
+    conditions = expand_conditions(
+        [{"name": "svd_rank_k", "site": "latent", "k": 1},
+         {"name": "svd_rank_k", "site": "latent.2", "k": 1}], d=D, n_layers=2)
+    assert [c.label for c in conditions] == ["none", "svd_rank_k@latent:k=1",
+                                             "svd_rank_k@latent.2:k=1"]
+    assert conditions[1].hooks(0).keys() == {"latent.*"}
+    with pytest.raises(AblateError, match="latent thought of a CODI model"):
+        check_sites_fire(conditions, n_iterations=2, n_layers=2)

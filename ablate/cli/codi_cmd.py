@@ -3,7 +3,7 @@
     $ ablate codi train --steps 400 --time-limit 300 --out checkpoints/codi-synthetic
     $ ablate codi eval checkpoints/codi-synthetic --limit 200
     $ ablate codi eval best_run_b_matrix.pt --kind research --tokenizer /models/gpt2
-    $ ablate codi study experiments/codi_rank_dynamics.toml --out runs/codi
+    $ ablate codi study experiments/codi_rank_dynamics.toml --out runs/codi   # = ablate run
     $ ablate codi inspect checkpoints/codi-synthetic
 
 Small CODI models run fastest on one CPU thread (``--threads``, default 1): on a shared
@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import shlex
-from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -22,9 +21,9 @@ from rich.console import Console
 from rich.table import Table
 
 from ablate.cli.options import command_line, config_from_command_line, config_options, key_values
-from ablate.cli.progress import RunDisplay
+from ablate.cli.run_cmd import run
 from ablate.codi.train_config import CodiTrainConfig
-from ablate.errors import AblateError, Interrupted
+from ablate.errors import AblateError
 
 codi_app = typer.Typer(no_args_is_help=True,
                        help="Matrix-CODI: latent reasoning with d×d thoughts.")
@@ -42,18 +41,15 @@ def _threads(threads: int) -> None:
         torch.set_num_threads(threads)
 
 
-def _load_solver(checkpoint: str, kind: str, tokenizer: str | None, base: str | None,
-                 n_head: int | None, device: str) -> Any:
-    if kind == "native":
-        from ablate.codi.saving import load_codi
+def _load(checkpoint: str, kind: str | None, tokenizer: str | None, base: str | None,
+          n_head: int | None, device: str) -> Any:
+    from ablate.codi.loading import load_codi_model
 
-        return load_codi(checkpoint, device=device)
-    if kind == "research":
-        from ablate.codi.research import load_research_codi
+    return load_codi_model(checkpoint, kind=kind, tokenizer=tokenizer, base=base,
+                           n_heads=n_head, device=device)
 
-        return load_research_codi(checkpoint, tokenizer=tokenizer, base=base, n_head=n_head,
-                                  device=device)
-    raise AblateError(f"--kind '{kind}' is not one of native, research")
+
+KIND_HELP = "native | research (default: from the path: a directory or a .pt file)"
 
 
 @codi_app.command("train")
@@ -96,7 +92,7 @@ def train_command(
 @codi_app.command("eval")
 def eval_command(
     checkpoint: str = typer.Argument(..., help="Native directory or research .pt file."),
-    kind: str = typer.Option("native", "--kind", help="native | research"),
+    kind: str = typer.Option(None, "--kind", help=KIND_HELP),
     tokenizer: str = typer.Option(None, "--tokenizer", help="GPT-2 tokenizer dir (research)."),
     base: str = typer.Option(None, "--base", help="Local GPT-2 directory (research)."),
     n_head: int = typer.Option(None, "--n-head", help="GPT-2 heads if not inferable."),
@@ -126,17 +122,18 @@ def eval_command(
     from ablate.tasks import get_task
 
     _threads(threads)
-    solver = _load_solver(checkpoint, kind, tokenizer, base, n_head, device)
+    solver = _load(checkpoint, kind, tokenizer, base, n_head, device)
+    native = not hasattr(solver, "gpt2")
     options = key_values(task_option or [], "--task-option")
     if task is None:  # the training distribution, with --task-option on top
-        trained = _trained_task(checkpoint) if kind == "native" else None
+        trained = _trained_task(checkpoint) if native else None
         task, options = (trained[0], {**trained[1], **options}) if trained else \
             ("synthetic", options)
     n_latents = latents if latents is not None else (
         solver.settings.n_latents if hasattr(solver, "settings") else solver.n_latents)
     source = get_task(task, **options)
     items = source.load(split, path=data_path, limit=limit)
-    outcomes = evaluate_items(solver, items, n_latents, batch_size=batch_size,
+    outcomes = evaluate_items(solver, items, n_latents, task=source, batch_size=batch_size,
                               max_question_tokens=max_question_tokens)
     report: dict[str, Any] = {"checkpoint": checkpoint, "task": task, "task_options": options,
                               "split": split,
@@ -176,61 +173,19 @@ def _trained_task(checkpoint: str) -> tuple[str, dict[str, Any]] | None:
     return str(config["task"]), dict(config.get("task_options") or {})
 
 
-@codi_app.command("study")
-def study_command(
-    file: str = typer.Argument(..., help="Study TOML (see experiments/codi_rank_dynamics.toml)."),
-    out: str = typer.Option(None, "--out", help="Run directory \\[default: runs/<name>]."),
-    limit: int = typer.Option(None, "--limit", min=1,
-                              help="Evaluate at most N problems (its own run directory)."),
-    threads: int = typer.Option(
-        None, "--threads", min=1, help="torch threads (default: the thread policy of "
-        "`ablate run`: 1 for small-matrix models, every core for GPT-2-based ones)."),
-) -> None:
-    """Run the rank-dynamics study into a run directory (resumable) and summarise it."""
-    run_study_file(file, out, limit=limit, threads=threads)
-
-
-def run_study_file(file: str | Path, out: str | Path | None, *, limit: int | None = None,
-                   threads: int | None = None) -> None:
-    """Run a study file into ``out`` (default runs/<name>) and print its summary table;
-    ``ablate codi study`` and ``ablate run`` on a study file both end here. ``threads``
-    as ``ablate run``: by default the thread policy's choice for the study's model."""
-    from ablate.cli.run_cmd import interrupted_line
-    from ablate.codi.study import run_study, summarize
-    from ablate.codi.study_config import load_study
-    from ablate.store import read_records
-
-    study = load_study(file).with_limit(limit)
-    run_dir = str(out) if out is not None else str(Path("runs") / study.name)
-    try:
-        with RunDisplay(Console(stderr=True)) as progress:
-            result = run_study(study, run_dir, experiment_file=str(file), progress=progress,
-                               threads=threads)
-    except KeyboardInterrupt:
-        raise Interrupted(interrupted_line(Path(run_dir))) from None
-    console.print(f"{run_dir}: {result.n_run} job(s) run, {result.n_skipped} already done; "
-                  f"{result.n_items} problems, {result.n_depth_unknown} without annotations "
-                  "(depth NA, excluded from depth statistics)")
-    summary = summarize(read_records(run_dir))
-    table = Table(title="accuracy and latent effective rank per condition")
-    for column in summary.columns:
-        table.add_column(str(column), overflow="fold")
-    for row in summary.itertuples(index=False):
-        table.add_row(*[f"{v:.4f}" if isinstance(v, float) else str(v) for v in row])
-    console.print(table)
-    console.print(f"next: ablate stats {run_dir}   then: ablate report {run_dir}")
-
-
 @codi_app.command("inspect")
 def inspect_command(
     checkpoint: str = typer.Argument(...),
-    kind: str = typer.Option("native", "--kind", help="native | research"),
+    kind: str = typer.Option(None, "--kind", help=KIND_HELP),
     tokenizer: str = typer.Option(None, "--tokenizer"),
     base: str = typer.Option(None, "--base"),
     n_head: int = typer.Option(None, "--n-head"),
 ) -> None:
     """What a CODI checkpoint holds: settings, sizes, special tokens, stored metrics."""
-    solver = _load_solver(checkpoint, kind, tokenizer, base, n_head, "cpu")
+    from ablate.codi.loading import model_kind
+
+    solver = _load(checkpoint, kind, tokenizer, base, n_head, "cpu")
+    kind = model_kind(solver)
     facts: dict[str, Any] = {"kind": kind, "mat_dim": solver.mat_dim,
                              "parameters": sum(p.numel() for p in solver.parameters())}
     if kind == "native":
@@ -251,6 +206,11 @@ def inspect_command(
                              else "vanilla LayerNorm")
         facts["n_latents"] = solver.n_latents
     console.print_json(json.dumps(facts, default=str))
+
+
+# One door: a CODI study is an experiment of CODI checkpoints, run by `ablate run`.
+codi_app.command("study", help="Run a CODI experiment or study file: `ablate run` under "
+                               "another name (the same options).")(run)
 
 
 def register(app: typer.Typer) -> None:

@@ -4,8 +4,8 @@
 tokenization without running a model (``--no-checkpoints`` checks only the file's
 structure, for experiments whose checkpoints live elsewhere). ``run`` makes the same
 checks, then runs every unfinished job into the run directory; rerunning the same
-command resumes. Both also take a matrix-CODI study file (``kind = "codi_study"``), which
-``run`` hands to the study runner of ``ablate codi study``.
+command resumes. Both also take a matrix-CODI study file (``kind = "codi_study"``), read
+as the experiment it describes (same records, job ids and run directory).
 
     $ ablate validate experiments/quickstart.toml
     $ ablate run experiments/quickstart.toml --out runs/quickstart
@@ -82,17 +82,12 @@ def _validate_one(file: Path, *, no_checkpoints: bool, limit: int | None,
     from ablate.executors import check_experiment
     from ablate.experiment import load_experiment
 
-    if _is_codi_study(file):
-        if estimate:
-            raise AblateError(f"{file} is a matrix-CODI study; --estimate projects experiment "
-                              "grids only (a study's jobs are few: time one with --limit)")
-        _validate_study(file, checkpoints=not no_checkpoints, limit=limit)
-        return
     if estimate and no_checkpoints:
         raise AblateError("--estimate runs the checkpoints, so it cannot go with "
                           "--no-checkpoints; drop one of them")
     experiment = load_experiment(file)
     console = Console(soft_wrap=True)
+    _study_notice(console, file, experiment)
     if no_checkpoints:
         summary = check_experiment(experiment, checkpoints=False)
         console.print(f"{file}: structure OK; checkpoints not checked (--no-checkpoints)")
@@ -134,44 +129,13 @@ def _print_estimate(console: Console, experiment: Experiment, threads: int | Non
     console.print("  (jobs side by side assume idle cores; a shared machine is slower)")
 
 
-def _validate_study(file: Path, *, checkpoints: bool, limit: int | None) -> None:
-    """A CODI study's structure, then (unless ``checkpoints`` is False) its model and items."""
-    from ablate.codi.study_config import load_study
-
-    study = load_study(file).with_limit(limit)
-    console = Console(soft_wrap=True)
-    if not checkpoints:
-        console.print(f"{file}: structure OK (a matrix-CODI study); checkpoint not checked "
-                      "(--no-checkpoints)")
-        return
-    from ablate.codi.study import expand_latent_conditions, load_solver, load_study_items
-
-    solver = load_solver(study)
-    items = load_study_items(study)
-    unknown = sum(not item.depth_annotations for item in items)
-    per_job = {n: len(expand_latent_conditions(study, n, solver.mat_dim))
-               for n in study.n_latents}
-    console.print(f"{file}: OK (a matrix-CODI study, config hash {study.config_hash()[:12]})")
-    console.print(f"  checkpoint   {study.checkpoint.label} ({study.checkpoint.kind}, "
-                  f"d={solver.mat_dim})")
-    console.print(f"  items        {study.task.name}/{study.task.split}: {len(items)} problems, "
-                  f"{unknown} without calculator annotations (depth NA)")
-    console.print("  conditions   " + ", ".join(f"{n} latents: {c}" for n, c in per_job.items()))
-    limit_flag = f" --limit {limit}" if limit else ""
-    console.print(f"next: ablate run {file}{limit_flag}")
-
-
-def _is_codi_study(file: Path) -> bool:
-    """CODI rank-dynamics studies share the TOML form; ``ablate.codi`` runs them."""
-    try:
-        import tomllib
-    except ImportError:  # Python 3.10
-        import tomli as tomllib
-    try:
-        data = tomllib.loads(Path(file).read_text())
-    except (OSError, ValueError):
-        return False  # load_experiment reports the problem with the file
-    return data.get("kind") == "codi_study"
+def _study_notice(console: Console, file: Path, experiment: Experiment) -> None:
+    """One line saying that a CODI study file was read as the experiment it describes."""
+    if experiment.codi_study is not None:
+        console.print(f"note: {file} is a CODI study file (kind = \"codi_study\"), read as an "
+                      "experiment of a model = \"codi\" checkpoint with the same records, job "
+                      "ids and run directory (docs/architecture.md shows that syntax)",
+                      markup=False, highlight=False)
 
 
 def run(
@@ -195,7 +159,7 @@ def run(
     threads: ThreadsOpt = None,
 ) -> None:
     """Run an experiment's grid into a run directory (resumes an interrupted run); a
-    matrix-CODI study file (kind = "codi_study") runs as `ablate codi study` would.
+    matrix-CODI study file (kind = "codi_study") runs as the experiment it describes.
 
     Ctrl-C stops the run with exit code 130, keeping every finished job; the same command
     resumes it."""
@@ -206,15 +170,6 @@ def run(
     ray_options = {"address": address, "cpus_per_job": cpus_per_job,
                    "gpus_per_job": gpus_per_job}
     ray_options = {key: value for key, value in ray_options.items() if value is not None}
-    if _is_codi_study(file):
-        if executor != "local" or ray_options or (workers or 1) > 1:
-            raise AblateError(f"{file} is a matrix-CODI study, which runs on the local "
-                              "executor only (in this process); drop --executor, --workers "
-                              "and the Ray options")
-        from ablate.cli.codi_cmd import run_study_file
-
-        run_study_file(file, out, limit=limit, threads=threads)
-        return
     experiment = load_experiment(file).resolve(limit=limit)
     if ray_options and executor != "ray":
         flag = "--" + next(iter(ray_options)).replace("_", "-")
@@ -225,6 +180,7 @@ def run(
     check_run_dir(run_dir, experiment.config_hash())  # before the slower checks below
     console = Console(stderr=True)
     out_console = Console(soft_wrap=True)
+    _study_notice(Console(stderr=True, soft_wrap=True), file, experiment)
     stats_notice = _stats_notice(run_dir, experiment, file)
     if stats_notice:
         out_console.print(stats_notice, markup=False, highlight=False)
@@ -303,19 +259,24 @@ def _stats_notice(run_dir: Path, experiment: Experiment, file: Path) -> str | No
 def _print_summary(console: Console, experiment: Experiment, summary: CheckSummary) -> None:
     shown = ", ".join(summary.conditions[:4]) + (" ..." if summary.n_conditions > 4 else "")
     console.print(f"  conditions   {summary.n_conditions} per job: {shown}")
+    if summary.per_latents:
+        console.print("               those that act with n latents: " + ", ".join(
+            f"{n} latents: {count}" for n, count in summary.per_latents.items()))
     for note in summary.notes:
         console.print(f"               note: {note}")
     tasks = "; ".join(f"{t.name}/{t.split} {t.mode}" + (f" {t.few_shot}-shot" if t.few_shot else "")
                       for t in experiment.tasks)
     console.print(f"  tasks        {tasks}")
-    grid = (f"{len(experiment.iterations)} T {list(experiment.iterations)} x "
-            f"{len(experiment.eval_seeds)} eval seed(s)")
+    axis = (f"{len(experiment.n_latents)} n_latents {list(experiment.n_latents)}"
+            if experiment.model == "codi" else
+            f"{len(experiment.iterations)} T {list(experiment.iterations)}")
+    grid = f"{axis} x {len(experiment.eval_seeds)} eval seed(s)"
     if not summary.checkpoints:
         console.print(f"  checkpoints  {len(experiment.checkpoints)} entries (paths or globs)")
         console.print(f"  grid         per checkpoint: {len(experiment.tasks)} task(s) x {grid}")
         return
     labels = sorted({c["label"] for c in summary.checkpoints})
-    shapes = sorted({f"d={c['d']}, {c['n_layers']} layers" for c in summary.checkpoints})
+    shapes = sorted({c["shape"] for c in summary.checkpoints})
     console.print(f"  checkpoints  {len(summary.checkpoints)} ({', '.join(labels)}; "
                   f"{'; '.join(shapes)})")
     items = ", ".join(f"{name}: {n} items" for name, n in summary.items)

@@ -1,20 +1,23 @@
 """Evaluating CODI models: latents, greedy answers and their scores, for any backend.
 
 A backend (``NativeCodi`` or ``ResearchCodi``) implements ``solve``: for each encoded
-problem it runs the latent loop (with an optional edit of every latent matrix), scores the
-gold answer teacher-forced after ``<eot> The answer is:`` and decodes greedily. This module
-scores those answers with CODI's rule (first number after the cue, |pred - gold| < 1e-4)
-and lm-evaluation-harness's GSM8K filters, and gives the chance baseline.
+problem it runs the latent loop (once per hook table: a condition's hooks at the latent
+hook points ``latent.{j}``), scores the gold answer teacher-forced after ``<eot> The answer
+is:`` and decodes greedily. This module scores those answers through the task
+(``task.score`` with the "codi" rule: CODI's first number after the cue, |pred - gold| <
+1e-4, beside lm-evaluation-harness's GSM8K filters), and gives the chance baseline.
 
-    >>> outcomes = evaluate_items(codi, items, n_latents=6)        # doctest: +SKIP
+    >>> task = get_task("synthetic")                                 # doctest: +SKIP
+    >>> outcomes = evaluate_items(codi, items, n_latents=6, task=task)  # doctest: +SKIP
     >>> accuracy(outcomes)                                           # doctest: +SKIP
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -22,21 +25,23 @@ import torch
 
 from ablate.codi.sequences import CodiExample, CodiLayout, clean_answer, encode_example
 from ablate.errors import AblateError
-from ablate.tasks.base import Item
-from ablate.tasks.extraction import GenerativeScore, score_codi, score_gsm8k
+from ablate.model.hooks import HookFn
+from ablate.tasks.base import Item, Task
+from ablate.tasks.extraction import GenerativeScore
 from ablate.tokenizer import Tokenizer
 
 logger = logging.getLogger(__name__)
 
-LatentEdit = Callable[[torch.Tensor, int], torch.Tensor]
 MAX_NEW_TOKENS = 16  # spec §9 (GSM8K)
+SCORING = "codi"  # the rule (ablate.tasks.extraction) for the answer after CODI's cue
+HookTable = Mapping[str, HookFn]
 
 
 @dataclass(frozen=True)
 class Solution:
     """What a backend returns per problem.
 
-    ``latents`` (n_latents, d, d) float32 on CPU, as fed back (after any edit); None when
+    ``latents`` (n_latents, d, d) float32 on CPU, as fed back (after any hook); None when
     the model has no matrix latents (the research vanilla run). ``answer_loglik`` sums
     ln p over the gold answer tokens after the cue; ``tf_exact_match`` says whether the
     argmax reproduces all of them.
@@ -59,26 +64,28 @@ class CodiSolver(Protocol):
     @property
     def mat_dim(self) -> int | None: ...
 
+    def hooks(self, hooks: HookTable) -> contextlib.AbstractContextManager[None]: ...
+
     def solve(self, examples: Sequence[CodiExample], n_latents: int, *,
-              edits: Sequence[LatentEdit | None] = (None,), max_new_tokens: int = MAX_NEW_TOKENS,
+              hooks: Sequence[HookTable] = ({},), max_new_tokens: int = MAX_NEW_TOKENS,
               batch_size: int = 32) -> list[list[Solution]]:
-        """Per edit (outer list), per example: the ``Solution``."""
+        """Per hook table (outer list), per example: the ``Solution``."""
         ...
 
 
 @dataclass(frozen=True)
 class Outcome:
-    """One scored problem: ``codi`` is the primary rule, ``lm_eval`` the GSM8K filters
-    (strict-match looks for "#### N", which CODI answers never write)."""
+    """One scored problem: ``score.correct_numeric`` is CODI's rule (the primary outcome),
+    ``correct_strict``/``correct_flexible`` the GSM8K filters (strict-match looks for
+    "#### N", which CODI answers never write)."""
 
     item: Item
     solution: Solution
-    codi: GenerativeScore
-    lm_eval: GenerativeScore
+    score: GenerativeScore
 
     @property
     def correct(self) -> bool:
-        return self.codi.correct_numeric
+        return self.score.correct_numeric
 
 
 def encode_items(solver: CodiSolver, items: Sequence[Item], *,
@@ -87,32 +94,28 @@ def encode_items(solver: CodiSolver, items: Sequence[Item], *,
                            max_question_tokens=max_question_tokens) for item in items]
 
 
-def score(item: Item, solution: Solution) -> Outcome:
-    gold = clean_answer(item)
-    return Outcome(item, solution, score_codi(solution.generation, gold),
-                   score_gsm8k(solution.generation, gold))
-
-
 def evaluate_conditions(solver: CodiSolver, items: Sequence[Item], n_latents: int,
-                        edits: Sequence[LatentEdit | None], *,
+                        hooks: Sequence[HookTable], *, task: Task,
                         max_new_tokens: int = MAX_NEW_TOKENS, batch_size: int = 32,
                         max_question_tokens: int | None = None) -> list[list[Outcome]]:
-    """Solve and score ``items`` with ``n_latents`` latent steps (0 = no thoughts) once
-    per edit (None = unedited); outer list = edits."""
+    """Solve ``items`` with ``n_latents`` latent steps (0 = no thoughts) once per hook
+    table ({} = unedited) and score each answer by ``task``; outer list = hook tables."""
     examples = encode_items(solver, items, max_question_tokens=max_question_tokens)
-    per_edit = solver.solve(examples, n_latents, edits=edits, max_new_tokens=max_new_tokens,
-                            batch_size=batch_size)
-    return [[score(item, solution) for item, solution in zip(items, solutions, strict=True)]
-            for solutions in per_edit]
+    per_table = solver.solve(examples, n_latents, hooks=hooks, max_new_tokens=max_new_tokens,
+                             batch_size=batch_size)
+    return [[Outcome(item, solution, task.score(solution.generation, item, rule=SCORING))
+             for item, solution in zip(items, solutions, strict=True)]
+            for solutions in per_table]
 
 
-def evaluate_items(solver: CodiSolver, items: Sequence[Item], n_latents: int, *,
-                   edit: LatentEdit | None = None, max_new_tokens: int = MAX_NEW_TOKENS,
+def evaluate_items(solver: CodiSolver, items: Sequence[Item], n_latents: int, *, task: Task,
+                   hooks: HookTable | None = None, max_new_tokens: int = MAX_NEW_TOKENS,
                    batch_size: int = 32, max_question_tokens: int | None = None,
                    ) -> list[Outcome]:
-    """``evaluate_conditions`` with one edit."""
-    return evaluate_conditions(solver, items, n_latents, [edit], max_new_tokens=max_new_tokens,
-                               batch_size=batch_size, max_question_tokens=max_question_tokens)[0]
+    """``evaluate_conditions`` with one hook table (default: none)."""
+    return evaluate_conditions(solver, items, n_latents, [hooks or {}], task=task,
+                               max_new_tokens=max_new_tokens, batch_size=batch_size,
+                               max_question_tokens=max_question_tokens)[0]
 
 
 def accuracy(outcomes: Sequence[Outcome]) -> float:

@@ -12,24 +12,27 @@ the result equals re-running the growing sequence (``use_cache=False``; tested).
 Π ("projection"): "network" = one multiplicative thinking layer (spec §2.5, dropout 0)
 then a ``MatrixRMSNorm``, the native counterpart of the research bottleneck; "norm" = the
 norm alone (the research vanilla LayerNorm feedback); "identity". The latent matrix Z that
-rank studies read is Π's output, after any edit, before the positional term is added.
+rank studies read is Π's output before the positional term is added; it passes the hook
+point ``latent.{j}`` (``ablate.sites``), so a hook's output is the thought fed back.
 
     >>> codi = NativeCodi(thinker, tokenizer, CodiSettings(n_latents=6))      # doctest: +SKIP
     >>> run = codi.think(question, n_latents=6)                              # doctest: +SKIP
     >>> [z.shape for z in run.latents]   # six (B, d, d) matrices            # doctest: +SKIP
+    >>> with codi.hooks({"latent.0": lambda Z, name: Z * 0}):              # doctest: +SKIP
+    ...     run = codi.think(question, n_latents=6)       # the first thought zeroed
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import ClassVar
 
 import torch
 from torch import nn
 
-from ablate.codi.evaluation import MAX_NEW_TOKENS, LatentEdit, Solution
+from ablate.codi.evaluation import MAX_NEW_TOKENS, Solution
 from ablate.codi.losses import distillation_loss, masked_cross_entropy, token_logprobs
 from ablate.codi.sequences import (
     BOT,
@@ -46,6 +49,7 @@ from ablate.codi.sequences import (
 from ablate.config import ConfigBase, arg, from_table
 from ablate.errors import AblateError
 from ablate.model import DecodeCache, MatrixThinker, ThinkerOutput
+from ablate.model.hooks import HookedMixin, HookFn
 from ablate.model.layers import MatrixRMSNorm, MultiplicativeThinkingLayer
 from ablate.tokenizer import Tokenizer
 
@@ -178,8 +182,9 @@ def check_specials(specials: list[str] | tuple[str, ...], source: str) -> None:
         )
 
 
-class NativeCodi(nn.Module):
-    """A Matrix Thinker plus the latent projection Π; parameters ``thinker.*``, ``projection.*``."""
+class NativeCodi(HookedMixin, nn.Module):
+    """A Matrix Thinker plus the latent projection Π; parameters ``thinker.*``, ``projection.*``.
+    Hook points ``latent.{j}`` (``hooks()``) see each latent thought Z_j (B, d, d)."""
 
     def __init__(self, thinker: MatrixThinker, tokenizer: Tokenizer,
                  settings: CodiSettings) -> None:
@@ -195,6 +200,7 @@ class NativeCodi(nn.Module):
         self.bot_id = tokenizer.special_id(BOT)
         self.eot_id = tokenizer.special_id(EOT)
         self.pad_id = tokenizer.special_id(PAD)
+        self._init_hooks()
 
     @property
     def mat_dim(self) -> int:
@@ -272,11 +278,11 @@ class NativeCodi(nn.Module):
             out = ThinkerOutput(logits=out.logits, states=[s[:, n_lead:] for s in out.states or []])
         return out, collected
 
-    def think(self, question: Padded, n_latents: int, *, edit: LatentEdit | None = None,
-              use_cache: bool = True, n_iterations: int | None = None,
-              read: QuestionRead | None = None) -> LatentRun:
+    def think(self, question: Padded, n_latents: int, *, use_cache: bool = True,
+              n_iterations: int | None = None, read: QuestionRead | None = None) -> LatentRun:
         """Run ``question`` (left-padded) + ``<bot>`` and ``n_latents`` latent steps
-        (continuing ``read`` when given; it is consumed)."""
+        (continuing ``read`` when given; it is consumed). Each thought passes the hook
+        point ``latent.{j}`` before it is fed back."""
         if n_latents < 0:
             raise AblateError(f"n_latents={n_latents} must be >= 0")
         if read is None:
@@ -293,8 +299,8 @@ class NativeCodi(nn.Module):
         ones = torch.ones(B, 1, dtype=torch.bool, device=bot.device)
         for j in range(n_latents):
             Z = self.projection(H)  # (B, d, d)
-            if edit is not None:
-                Z = edit(Z, j)
+            if self._hook_table:
+                Z = self._hook(f"latent.{j}", Z)
             latents.append(Z)
             E = (Z + self.positional(next_position))[:, None]  # (B, 1, d, d)
             next_position = next_position + 1
@@ -403,25 +409,28 @@ class NativeCodi(nn.Module):
 
     @torch.no_grad()
     def solve(self, examples: Sequence[CodiExample], n_latents: int, *,
-              edits: Sequence[LatentEdit | None] = (None,), max_new_tokens: int = MAX_NEW_TOKENS,
-              batch_size: int = 32) -> list[list[Solution]]:
-        """Per edit, per example: latents, teacher-forced gold-answer score, greedy answer.
+              hooks: Sequence[Mapping[str, HookFn]] = ({},),
+              max_new_tokens: int = MAX_NEW_TOKENS, batch_size: int = 32,
+              ) -> list[list[Solution]]:
+        """Per hook table (a condition's hooks at ``latent.*``), per example: latents,
+        teacher-forced gold-answer score, greedy answer.
 
-        The question is read once per batch and shared by every edit (edits act on the
-        latents only, so the question's keys and values are the same for all).
+        The question is read once per batch and shared by every hook table (latent hooks
+        act after the question, so its keys and values are the same for all).
         """
         device = next(self.parameters()).device
         prompt = prompt_tail(self.tokenizer, self.layout)
         stops = self.stop_ids()
-        solutions: list[list[Solution]] = [[] for _ in edits]
+        solutions: list[list[Solution]] = [[] for _ in hooks]
         for start in range(0, len(examples), batch_size):
             chunk = list(examples[start:start + batch_size])
             batch = collate(chunk, self.pad_id).to(device)
             read = self.read_question(batch.question)
-            for edit, bucket in zip(edits, solutions, strict=True):
+            for table, bucket in zip(hooks, solutions, strict=True):
                 shared = QuestionRead(read.context.fork(), read.last, read.last_position,
                                       read.n_tokens)
-                run = self.think(batch.question, n_latents, edit=edit, read=shared)
+                with self.hooks(table):
+                    run = self.think(batch.question, n_latents, read=shared)
                 bucket += self._score(run, batch, prompt, stops, max_new_tokens)
         return solutions
 

@@ -28,7 +28,7 @@ from __future__ import annotations
 import logging
 import math
 import pathlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,7 +37,7 @@ import torch
 from torch import nn
 
 from ablate.codi.bottleneck import MatrixBottleneck, infer_readout
-from ablate.codi.evaluation import MAX_NEW_TOKENS, LatentEdit, Solution
+from ablate.codi.evaluation import MAX_NEW_TOKENS, Solution
 from ablate.codi.losses import token_logprobs
 from ablate.codi.sequences import (
     BOT,
@@ -51,6 +51,7 @@ from ablate.codi.sequences import (
 )
 from ablate.config import resolve_device
 from ablate.errors import AblateError
+from ablate.model.hooks import HookedMixin, HookFn
 from ablate.tokenizer import HF_TOKENIZER_FILES, HuggingFaceTokenizer, load_tokenizer
 
 logger = logging.getLogger(__name__)
@@ -145,8 +146,10 @@ class _Sequence:
     cache: Any = None
 
 
-class ResearchCodi(nn.Module):
-    """GPT-2 (``gpt2.*``) plus ``bottleneck.*`` (matrix run) or ``feedback_proj`` (vanilla)."""
+class ResearchCodi(HookedMixin, nn.Module):
+    """GPT-2 (``gpt2.*``) plus ``bottleneck.*`` (matrix run) or ``feedback_proj`` (vanilla).
+    With the bottleneck, hook points ``latent.{j}`` (``hooks()``) see each thought Z_j
+    (B, d, d) before its readout; the vanilla run has no matrix thoughts to hook."""
 
     def __init__(self, gpt2: nn.Module, tokenizer: HuggingFaceTokenizer, *,
                  bottleneck: MatrixBottleneck | None, n_latents: int = 6) -> None:
@@ -164,6 +167,7 @@ class ResearchCodi(nn.Module):
         eos = tokenizer.eos_id
         self.pad_id = eos if eos is not None else self.eot_id
         self.use_cache = True
+        self._init_hooks()
 
     @property
     def layout(self) -> CodiLayout:
@@ -173,14 +177,14 @@ class ResearchCodi(nn.Module):
     def mat_dim(self) -> int | None:
         return self.bottleneck.d if hasattr(self, "bottleneck") else None
 
-    def feed(self, h: torch.Tensor, j: int, edit: LatentEdit | None,
-             ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Next input embedding (B, D) and the observable Z (B, d, d) or None."""
+    def feed(self, h: torch.Tensor, j: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Next input embedding (B, D) and the observable Z (B, d, d) or None; Z passes
+        the hook point ``latent.{j}`` before its readout."""
         if not hasattr(self, "bottleneck"):
             return self.feedback_proj(h), None
         Z = self.bottleneck.matrix(h)
-        if edit is not None:
-            Z = edit(Z, j)
+        if self._hook_table:
+            Z = self._hook(f"latent.{j}", Z)
         return self.bottleneck.readout(Z), Z
 
     def _run(self, seq: _Sequence, embeds: torch.Tensor, mask: torch.Tensor,
@@ -204,7 +208,7 @@ class ResearchCodi(nn.Module):
             return self.gpt2(attention_mask=full_mask, **kwargs).logits[:, -L:]
         return self.gpt2.transformer(attention_mask=full_mask, **kwargs).last_hidden_state[:, -L:]
 
-    def think(self, question: Padded, n_latents: int, *, edit: LatentEdit | None = None,
+    def think(self, question: Padded, n_latents: int,
               ) -> tuple[_Sequence, list[torch.Tensor], torch.Tensor | None, torch.Tensor]:
         """After the latent loop: the sequence so far, the observables Z_j (B, d, d), the
         last latent's embedding (B, 1, D) still to be fed (None without latents) and each
@@ -221,7 +225,7 @@ class ResearchCodi(nn.Module):
         pending = None
         ones = torch.ones(B, 1, dtype=torch.bool, device=ids.device)
         for j in range(n_latents):
-            e, Z = self.feed(h, j, edit)  # (B, D), (B, d, d) | None
+            e, Z = self.feed(h, j)  # (B, D), (B, d, d) | None
             if Z is not None:
                 latents.append(Z)
             if j < n_latents - 1:
@@ -258,16 +262,19 @@ class ResearchCodi(nn.Module):
 
     @torch.no_grad()
     def solve(self, examples: Sequence[CodiExample], n_latents: int, *,
-              edits: Sequence[LatentEdit | None] = (None,), max_new_tokens: int = MAX_NEW_TOKENS,
-              batch_size: int = 16) -> list[list[Solution]]:
-        """Per edit, per example: latents, teacher-forced gold-answer score, greedy answer."""
+              hooks: Sequence[Mapping[str, HookFn]] = ({},),
+              max_new_tokens: int = MAX_NEW_TOKENS, batch_size: int = 16,
+              ) -> list[list[Solution]]:
+        """Per hook table (a condition's hooks at ``latent.*``), per example: latents,
+        teacher-forced gold-answer score, greedy answer."""
         self.check_positions(examples, n_latents, max_new_tokens)
         device = next(self.parameters()).device
-        solutions: list[list[Solution]] = [[] for _ in edits]
+        solutions: list[list[Solution]] = [[] for _ in hooks]
         for begin in range(0, len(examples), batch_size):
             batch = collate(list(examples[begin:begin + batch_size]), self.pad_id).to(device)
-            for edit, bucket in zip(edits, solutions, strict=True):
-                bucket += self._solve_batch(batch, n_latents, edit, max_new_tokens)
+            for table, bucket in zip(hooks, solutions, strict=True):
+                with self.hooks(table):
+                    bucket += self._solve_batch(batch, n_latents, max_new_tokens)
         return solutions
 
     def check_positions(self, examples: Sequence[CodiExample], n_latents: int,
@@ -292,12 +299,12 @@ class ResearchCodi(nn.Module):
                 f"answer tokens) but this research CODI checkpoint has n_positions={positions}; "
                 f"{fix}")
 
-    def _solve_batch(self, batch: CodiBatch, n_latents: int, edit: LatentEdit | None,
+    def _solve_batch(self, batch: CodiBatch, n_latents: int,
                      max_new_tokens: int) -> list[Solution]:
         eos = self.tokenizer.eos_id
         prompt = [self.eot_id] + self.tokenizer.encode(self.layout.cue)
         solutions: list[Solution] = []
-        seq, latents, pending, nxt = self.think(batch.question, n_latents, edit=edit)
+        seq, latents, pending, nxt = self.think(batch.question, n_latents)
         logits = self.joint_logits(seq, batch.tail, nxt, pending)
         answer = target_mask(batch.tail.mask, batch.tail_cue)[:, :-1]
         logp = token_logprobs(logits, batch.tail.ids)

@@ -21,11 +21,11 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from ablate.checkpoint import load_checkpoint, save_checkpoint
+from ablate.codi.loading import CODI_FILE
 from ablate.codi.native import CodiSettings, NativeCodi, check_specials
 from ablate.config import Table, resolve_device
 from ablate.errors import AblateError
 
-CODI_FILE = "codi.json"
 PROJECTION_FILE = "codi_projection.safetensors"
 CODI_FILE_VERSION = 1
 
@@ -50,7 +50,7 @@ def read_codi_file(directory: Path) -> CodiSettings:
     if not path.is_file():
         raise AblateError(
             f"{directory} is not a native CODI checkpoint (no {CODI_FILE}); train one with "
-            "`ablate codi train`, or pass a research .pt file with --kind research"
+            "`ablate codi train`, or pass a research .pt file"
         )
     try:
         data = json.loads(path.read_text(encoding="utf-8"))

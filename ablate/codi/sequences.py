@@ -17,7 +17,6 @@ the same column, so the latent loop runs in lockstep); teacher and tail are righ
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -25,6 +24,7 @@ import torch
 
 from ablate.errors import AblateError
 from ablate.tasks.base import Item
+from ablate.tasks.extraction import codi_gold
 from ablate.tokenizer import Tokenizer
 
 BOT, EOT, PAD = "<bot>", "<eot>", "<pad>"
@@ -73,7 +73,7 @@ class CodiExample:
 
 def clean_answer(item: Item) -> str:
     """The gold answer as CODI writes it: commas removed, a trailing "." stripped."""
-    return re.sub(r"\.$", "", item.answer.strip().replace(",", ""))
+    return codi_gold(item.answer)
 
 
 def teacher_steps(item: Item) -> tuple[str, ...]:

@@ -116,9 +116,8 @@ def train_codi(config: CodiTrainConfig, *, progress: Progress | None = None,
     started = time.monotonic()
     codi = build_codi(config)
     tokenizer = codi.tokenizer
-    eval_split = config.eval_split or (
-        "validation" if "validation" in get_task(config.task, **config.task_options).splits
-        else "test")
+    task = get_task(config.task, **config.task_options)
+    eval_split = config.eval_split or ("validation" if "validation" in task.splits else "test")
     train_items = load_items(config, config.train_split, config.train_items or None)
     eval_items = load_items(config, eval_split, config.val_items)
     examples = fitting_examples(codi, config, train_items)
@@ -150,7 +149,7 @@ def train_codi(config: CodiTrainConfig, *, progress: Progress | None = None,
                 progress(step, row)
     train_seconds = time.monotonic() - started
     codi.eval()
-    outcomes = evaluate_items(codi, eval_items, config.n_latents,
+    outcomes = evaluate_items(codi, eval_items, config.n_latents, task=task,
                               max_question_tokens=config.max_question_tokens)
     answer, chance = most_frequent_answer(train_items, eval_items)
     oracle_answer, oracle = best_constant(eval_items)

@@ -26,16 +26,17 @@ from ablate.config import MODES, resolve_device
 from ablate.errors import AblateError
 from ablate.evaluation.batching import PRECISIONS, autocast
 from ablate.evaluation.generative import encode_prompts, run_generative
-from ablate.evaluation.records import COLUMNS, condition_rows, to_frame
+from ablate.evaluation.records import condition_rows, to_frame
 from ablate.evaluation.teacher_forced import encode_forced, run_teacher_forced
 from ablate.interventions import Condition, check_sites_fire
+from ablate.schema import EVALUATION_COLUMNS
 from ablate.tasks import get_task
 from ablate.tasks.base import Item
 from ablate.tokenizer import Tokenizer
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["COLUMNS", "MODES", "PRECISIONS", "evaluate"]
+__all__ = ["EVALUATION_COLUMNS", "MODES", "PRECISIONS", "evaluate"]
 
 
 def evaluate(
@@ -57,7 +58,8 @@ def evaluate(
     precision: str = "float32",
     shared_backbone: bool = True,
 ) -> pd.DataFrame:
-    """One row per (condition, item), conditions outermost, with ``COLUMNS``.
+    """One row per (condition, item), conditions outermost, with ``EVALUATION_COLUMNS``
+    (``ablate.schema``).
 
     ``task`` names the task whose text format and scoring apply (``ablate.tasks``).
     ``mode``: "teacher_forced" (score the gold target) or "generative" (greedy decoding

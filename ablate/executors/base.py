@@ -10,7 +10,7 @@ from typing import Protocol
 
 import pandas as pd
 
-from ablate.experiment import Job
+from ablate.grid import Job
 
 JobFn = Callable[[Job], pd.DataFrame]
 DoneFn = Callable[[Job, pd.DataFrame], None]

@@ -11,8 +11,17 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ablate.errors import AblateError, unknown_name_error
-from ablate.executors.jobs import _canonical, _checkpoint, _few_shot_source, _load_items, _task
-from ablate.experiment import Experiment, TaskSpec, expand_jobs
+from ablate.executors.jobs import (
+    _canonical,
+    _checkpoint,
+    _codi_model,
+    _few_shot_source,
+    _load_items,
+    _task,
+    codi_conditions,
+)
+from ablate.experiment import CODI, Experiment, TaskSpec
+from ablate.grid import expand_jobs
 
 
 @dataclass
@@ -26,6 +35,8 @@ class CheckSummary:
     items: list[tuple[str, int]] = field(default_factory=list)  # ("task/split", items per job)
     checkpoints: list[dict[str, Any]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    # CODI: conditions per job at each number of latents (those whose sites fire)
+    per_latents: dict[int, int] = field(default_factory=dict)
 
 
 def check_experiment(experiment: Experiment, *, checkpoints: bool = True) -> CheckSummary:
@@ -34,7 +45,9 @@ def check_experiment(experiment: Experiment, *, checkpoints: bool = True) -> Che
     Structural (``checkpoints=False``): the file parsed, tasks and their options exist,
     conditions expand. Full (a resolved experiment): each checkpoint loads, its label
     agrees with its head, every site fires and every k <= d at each T; each task's items
-    load (non-empty) and encode with each checkpoint's tokenizer and fit its max_len.
+    load (non-empty) and encode with each checkpoint's tokenizer and fit its max_len. A
+    CODI experiment: each model loads, every k <= d, items load and encode (and fit a
+    research model's positions at the largest number of latents).
     """
     from ablate.interventions import validate_conditions
 
@@ -47,14 +60,13 @@ def check_experiment(experiment: Experiment, *, checkpoints: bool = True) -> Che
     if not checkpoints:
         return summary
     summary.n_jobs = len(expand_jobs(experiment))
+    if experiment.model == CODI:
+        return _check_codi(experiment, summary)
     jobs_per_task = summary.n_jobs // len(experiment.tasks)
     summary.n_evaluations = 0
     loaded_items = []
     for spec in experiment.tasks:
-        items = _load_items(_canonical(vars(spec)))
-        if not items:
-            raise AblateError(f"{experiment.source}: task '{spec.name}' split '{spec.split}' "
-                              f"loaded no items (path {spec.path}); check the path and split")
+        items = _task_items(experiment, spec)
         if spec.few_shot:
             pool = _load_items(_canonical(vars(_few_shot_source(spec))))
             if len(pool) <= spec.few_shot:
@@ -83,6 +95,15 @@ def check_experiment(experiment: Experiment, *, checkpoints: bool = True) -> Che
                         "distribution")
             checked.append(key)
     return summary
+
+
+def _task_items(experiment: Experiment, spec: TaskSpec) -> list[Any]:
+    """The items a task entry loads; none is an error."""
+    items = _load_items(_canonical(vars(spec)))
+    if not items:
+        raise AblateError(f"{experiment.source}: task '{spec.name}' split '{spec.split}' "
+                          f"loaded no items (path {spec.path}); check the path and split")
+    return items
 
 
 def trained_window(metadata: dict[str, Any]) -> int | None:
@@ -114,20 +135,82 @@ def _check_checkpoint(experiment: Experiment, entry: Any, summary: CheckSummary)
                                              n_layers=n_layers, n_iterations=n_iterations)
         except AblateError as err:
             raise AblateError(f"{experiment.source}: checkpoint {entry.path}: {err}") from None
+    _refuse_k_above_d(experiment, conditions, entry.path, d)
     for condition in conditions:
-        too_big = [p.k for p in condition.interventions if p.k is not None and p.k > d]
-        if too_big:
-            raise AblateError(
-                f"{experiment.source}: condition '{condition.label}' has k={too_big[0]} but "
-                f"checkpoint {entry.path} has d={d}; use k <= {d} (k = d keeps the states)"
-            )
         if condition.identity and condition.interventions:
             note = f"'{condition.label}' is the identity at d={d}"
             if note not in summary.notes:
                 summary.notes.append(note)
     return {"path": entry.path, "label": entry.label, "train_seed": entry.train_seed,
             "d": d, "n_layers": n_layers, "head": config.head, "attention": config.attention,
-            "vocab_size": config.vocab_size, "max_len": config.max_len}
+            "vocab_size": config.vocab_size, "max_len": config.max_len,
+            "shape": f"d={d}, {n_layers} layers"}
+
+
+def _refuse_k_above_d(experiment: Experiment, conditions: list[Any], path: str,
+                      d: int) -> None:
+    for condition in conditions:
+        too_big = [p.k for p in condition.interventions if p.k is not None and p.k > d]
+        if too_big:
+            raise AblateError(
+                f"{experiment.source}: condition '{condition.label}' has k={too_big[0]} but "
+                f"checkpoint {path} has d={d}; use k <= {d} (k = d keeps the states), or "
+                "keep_k = \"<= d\" to leave larger k out")
+
+
+def _check_codi(experiment: Experiment, summary: CheckSummary) -> CheckSummary:
+    """The full check of a CODI experiment (``check_experiment``)."""
+    from ablate.codi.evaluation import MAX_NEW_TOKENS, encode_items
+    from ablate.codi.loading import model_kind
+    from ablate.codi.records import latent_conditions
+    from ablate.grid import Job
+
+    loaded = []
+    for spec in experiment.tasks:
+        items = _task_items(experiment, spec)
+        loaded.append((spec, items))
+        summary.items.append((f"{spec.name}/{spec.split}", len(items)))
+        unknown = sum(not item.depth_annotations for item in items)
+        if unknown:
+            summary.notes.append(f"{unknown} of {len(items)} {spec.name}/{spec.split} problems "
+                                 "have no calculator annotations: depth NA (kept, excluded "
+                                 "from depth statistics)")
+    jobs = expand_jobs(experiment)
+    counts: dict[tuple[str, int], int] = {}  # (checkpoint, n_latents) -> conditions per job
+    for entry in experiment.checkpoints:
+        model = _codi_model(entry.path, entry.overrides, experiment.device)
+        d = model.mat_dim
+        kind = model_kind(model)
+        summary.checkpoints.append({"path": entry.path, "label": entry.label,
+                                    "train_seed": entry.train_seed, "d": d,
+                                    "shape": f"{kind} CODI, d={d}"})
+        probe = Job("check", entry, experiment.tasks[0], None, 0, experiment.interventions,
+                    experiment.batch_size, experiment.device)
+        try:
+            conditions = codi_conditions(probe, d)
+        except AblateError as err:
+            raise AblateError(f"{experiment.source}: checkpoint {entry.path}: {err}") from None
+        if d is None and len(conditions) > 1:
+            summary.notes.append(f"checkpoint {entry.path} has no matrix thoughts (the "
+                                 "vanilla feedback): its jobs run the unablated condition only")
+        if d is not None:
+            _refuse_k_above_d(experiment, conditions, entry.path, d)
+        for n in experiment.n_latents:
+            counts[entry.path, n] = len(latent_conditions(conditions, n, d))
+            summary.per_latents.setdefault(n, counts[entry.path, n])
+        for spec, items in loaded:
+            try:
+                examples = encode_items(model, items, max_question_tokens=spec.max_question_tokens)
+                if kind == "research":
+                    model.check_positions(examples, max(experiment.n_latents),
+                                          spec.max_new_tokens or MAX_NEW_TOKENS)
+            except AblateError as err:
+                raise AblateError(f"checkpoint {entry.path}: {err}") from None
+    n_items = {_canonical(vars(spec)): len(items) for spec, items in loaded}
+    summary.n_evaluations = sum(n_items[_canonical(vars(job.task))]
+                                * counts[job.checkpoint.path, job.n_latents]
+                                for job in jobs if job.n_latents is not None)
+    return summary
 
 
 def _check_encodes(tokenizer: Any, spec: TaskSpec, items: list[Any], facts: dict,

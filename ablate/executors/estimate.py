@@ -30,6 +30,7 @@ from typing import Any
 import torch
 
 from ablate.config import resolve_device
+from ablate.errors import AblateError
 from ablate.executors.jobs import (
     _canonical,
     _checkpoint,
@@ -37,7 +38,8 @@ from ablate.executors.jobs import (
     _load_items,
 )
 from ablate.executors.threads import available_cores, job_threads, model_width, torch_threads
-from ablate.experiment import Experiment, Job, expand_jobs
+from ablate.experiment import CODI, Experiment
+from ablate.grid import Job, expand_jobs
 
 logger = logging.getLogger(__name__)
 
@@ -109,6 +111,10 @@ def _group_key(job: Job, config: Any) -> str:
 def estimate_run(experiment: Experiment, *, rows: int = CALIBRATION_ROWS,
                  threads: int | None = None) -> RunEstimate:
     """Calibrate one job per group of equal jobs and project the whole (resolved) run."""
+    if experiment.model == CODI:
+        raise AblateError(f"{experiment.source}: --estimate calibrates Matrix Thinker grids; "
+                          "a CODI experiment's jobs are few: time one with `ablate run FILE "
+                          "--limit N`")
     groups: dict[str, list[Job]] = {}
     for job in expand_jobs(experiment):
         config = _checkpoint(job.checkpoint.path, job.checkpoint.overrides).model.config
@@ -206,7 +212,8 @@ def _lengths(job: Job, tokenizer: Any, items: list, train: list | None,
         return [e.length for e in encode_forced(tokenizer, items, task.text_format,
                                                 config.max_len)], 0
     prompts = encode_prompts(tokenizer, items, task, few_shot=job.task.few_shot,
-                             train_items=train, eval_seed=job.eval_seed, max_new_tokens=None,
+                             train_items=train, eval_seed=job.eval_seed,
+                             max_new_tokens=job.task.max_new_tokens,
                              max_len=config.max_len)
     return [len(p.prompt_ids) for p in prompts], max(p.max_new_tokens for p in prompts)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,8 @@ from ablate.errors import AblateError
 from ablate.executors.base import Executor, ItemProgress, JobFn, RunProgress
 from ablate.executors.local import LocalExecutor
 from ablate.executors.threads import available_cores, job_threads, model_width, torch_threads
-from ablate.experiment import Experiment, Job, TaskSpec, expand_jobs
+from ablate.experiment import CODI, Experiment, TaskSpec
+from ablate.grid import Job, expand_jobs
 from ablate.store import RunStore
 
 logger = logging.getLogger(__name__)
@@ -48,7 +50,7 @@ def run_experiment(
     one for small-matrix models, else the executor's cores per job)."""
     executor = executor or LocalExecutor()
     jobs = expand_jobs(experiment)
-    store = RunStore.open(run_dir, config=experiment.to_dict(),
+    store = RunStore.open(run_dir, config=experiment.manifest_config(),
                           config_hash=experiment.config_hash(),
                           job_ids=[job.job_id for job in jobs], experiment_file=experiment_file,
                           checkpoints=checkpoint_settings(experiment))
@@ -75,45 +77,96 @@ def run_experiment(
 
 def run_job(job: Job, *, progress: ItemProgress | None = None, threads: int | None = None,
             cpu_budget: int | None = None) -> pd.DataFrame:
-    """The records of one job: item, condition and metric columns from the evaluation,
-    preceded by the job columns (``ablate.experiment.JOB_COLUMNS``). Runs with
-    ``threads`` torch threads, by default the thread policy's choice for the model
-    within ``cpu_budget`` cores (default: every core)."""
+    """The records of one job: item, condition and metric columns from the evaluation
+    (a CODI job: also the CODI columns), preceded by the job columns
+    (``ablate.schema.JOB_COLUMNS``). Runs with ``threads`` torch threads, by default the
+    thread policy's choice for the model within ``cpu_budget`` cores (default: every
+    core)."""
+    items = _load_items(_canonical(vars(job.task)))
+    counter = _Counter(job, progress)
+    if job.checkpoint.model == CODI:
+        model = _codi_model(job.checkpoint.path, job.checkpoint.overrides, job.device)
+        frame, n_iterations = _evaluate_codi(job, model, items, counter, threads, cpu_budget)
+    else:
+        frame = _evaluate_thinker(job, items, counter, threads, cpu_budget)
+        n_iterations = None
+    columns = pd.DataFrame({
+        name: pd.Series([value] * len(frame), dtype="string" if isinstance(value, str) else "int64")
+        for name, value in job.columns(n_iterations).items()
+    })
+    return pd.concat([columns, frame.reset_index(drop=True)], axis=1)
+
+
+class _Counter:
+    """Reports a job's records done (``ItemProgress``) as the evaluation finishes them."""
+
+    def __init__(self, job: Job, progress: ItemProgress | None) -> None:
+        self.job, self.progress, self.done, self.total = job, progress, 0, 0
+
+    def start(self, total: int) -> Callable[[int], None] | None:
+        self.total = total
+        if self.progress is None:
+            return None
+        self.progress(self.job, 0, total)
+        return self.advance
+
+    def advance(self, n: int) -> None:
+        self.done += n
+        assert self.progress is not None
+        self.progress(self.job, self.done, self.total)
+
+
+def _evaluate_thinker(job: Job, items: list[Any], counter: _Counter, threads: int | None,
+                      cpu_budget: int | None) -> pd.DataFrame:
     from ablate.evaluation import evaluate
     from ablate.interventions import expand_conditions
 
     loaded = _checkpoint(job.checkpoint.path, job.checkpoint.overrides)
-    items = _load_items(_canonical(vars(job.task)))
     train_items = None
     if job.task.few_shot:
         train_items = _load_items(_canonical(vars(_few_shot_source(job.task))))
     config = loaded.model.config
     conditions = expand_conditions(list(job.interventions), d=config.mat_dim,
                                    n_layers=config.n_layers)
-    total, done = len(items) * len(conditions), 0
-
-    def advance(n: int) -> None:
-        nonlocal done
-        done += n
-        assert progress is not None
-        progress(job, done, total)
-
-    if progress is not None:
-        progress(job, 0, total)
+    advance = counter.start(len(items) * len(conditions))
     n_threads = job_threads(model_width(loaded.model), cpu_budget or available_cores(), threads)
     with torch_threads(n_threads):
-        frame = evaluate(
+        return evaluate(
             loaded.model, loaded.tokenizer, items, conditions,
             task=job.task.name, mode=job.task.mode, n_iterations=job.n_iterations,
             eval_seed=job.eval_seed, batch_size=job.batch_size, device=job.device,
             few_shot=job.task.few_shot, train_items=train_items,
-            progress=advance if progress is not None else None,
+            max_new_tokens=job.task.max_new_tokens, progress=advance,
         )
-    columns = pd.DataFrame({
-        name: pd.Series([value] * len(frame), dtype="string" if isinstance(value, str) else "int64")
-        for name, value in job.columns().items()
-    })
-    return pd.concat([columns, frame.reset_index(drop=True)], axis=1)
+
+
+def _evaluate_codi(job: Job, model: Any, items: list[Any], counter: _Counter,
+                   threads: int | None, cpu_budget: int | None) -> tuple[pd.DataFrame, int]:
+    """A CODI job's records and its model's T."""
+    from ablate.codi.loading import model_iterations
+    from ablate.codi.records import evaluate_codi, latent_conditions
+
+    assert job.n_latents is not None
+    conditions = latent_conditions(codi_conditions(job, model.mat_dim), job.n_latents,
+                                   model.mat_dim)
+    advance = counter.start(len(items) * len(conditions))
+    width = model_width(getattr(model, "thinker", None) or model)
+    with torch_threads(job_threads(width, cpu_budget or available_cores(), threads)):
+        frame = evaluate_codi(
+            model, items, conditions, task=_task(job.task), n_latents=job.n_latents,
+            eval_seed=job.eval_seed, batch_size=job.batch_size,
+            max_new_tokens=job.task.max_new_tokens,
+            max_question_tokens=job.task.max_question_tokens, progress=advance)
+    return frame, model_iterations(model)
+
+
+def codi_conditions(job: Job, d: int | None) -> list[Any]:
+    """Every condition of a CODI job's interventions at a model with d x d thoughts."""
+    from ablate.interventions import expand_conditions, validate_conditions
+
+    if d is None:  # no matrix thoughts: nothing to cut, the conditions are left out
+        return validate_conditions(list(job.interventions))
+    return expand_conditions(list(job.interventions), d=d, n_layers=0)
 
 
 # ---------------------------------------------------------------------------------------
@@ -136,6 +189,18 @@ def _load_checkpoint(path: str, overrides_json: str, modified: int) -> Any:
                            overrides_from="experiment")
 
 
+def _codi_model(path: str, overrides: dict[str, Any], device: str) -> Any:
+    """``load_codi_model``'s result on ``device``, reused while the path is unchanged."""
+    return _load_codi(path, _canonical(overrides), Path(path).stat().st_mtime_ns, device)
+
+
+@functools.lru_cache(maxsize=1)
+def _load_codi(path: str, overrides_json: str, modified: int, device: str) -> Any:
+    from ablate.codi.loading import load_codi_model
+
+    return load_codi_model(path, **json.loads(overrides_json), device=device)
+
+
 def checkpoint_settings(experiment: Experiment) -> list[dict[str, Any]]:
     """Per checkpoint of a resolved experiment: its matrix size d (a rank cut with k >= d
     keeps the states, so the statistics treat its contrasts as identity checks), what the
@@ -147,6 +212,8 @@ def checkpoint_settings(experiment: Experiment) -> list[dict[str, Any]]:
 
     found = []
     for entry in experiment.checkpoints:
+        if entry.model == CODI:  # a CODI model takes no settings with sources
+            continue
         resolved = read_checkpoint(entry.path, overrides=entry.overrides,
                                    overrides_from="experiment")
         settings = settings_dict(resolved.settings)

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 
 from ablate.executors.base import DoneFn, JobFn
 from ablate.executors.threads import available_cores
-from ablate.experiment import Job
+from ablate.grid import Job
 
 
 class LocalExecutor:

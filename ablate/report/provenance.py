@@ -35,18 +35,21 @@ def _task_text(task: Mapping[str, Any]) -> str:
 
 
 def _grid_facts(config: Mapping[str, Any]) -> list[str]:
-    """Tasks, interventions, T and eval seeds of an ``ablate run`` grid."""
+    """Tasks, interventions, T (CODI: numbers of latents) and eval seeds of an
+    ``ablate run`` grid."""
+    axis = (f"Numbers of latents: {config['n_latents']} (0 = no thoughts; each CODI model "
+            "runs with its own T)" if "n_latents" in config
+            else f"Iterations T: {config.get('iterations', 'unknown')}")
     return [
         "Tasks: " + ("; ".join(_task_text(t) for t in config.get("tasks", [])) or "unknown"),
         "Interventions: " + ("; ".join(_intervention_text(i)
                                        for i in config.get("interventions", [])) or "none"),
-        f"Iterations T: {config.get('iterations', 'unknown')}; eval seeds: "
-        f"{config.get('eval_seeds', 'unknown')}",
+        f"{axis}; eval seeds: {config.get('eval_seeds', 'unknown')}",
     ]
 
 
 def _study_facts(config: Mapping[str, Any]) -> list[str]:
-    """The same facts for a matrix-CODI study (ablate.codi.study_config)."""
+    """The same facts for the run of a CODI study file (its table: ablate.codi.study_file)."""
     task = config.get("task", {})
     options = ", ".join(f"{k}={v}" for k, v in (task.get("options") or {}).items())
     checkpoint = config.get("checkpoint", {})
@@ -186,6 +189,9 @@ def provenance_blocks(run: RunAnalysis) -> list[Block]:
     """The "What was run" section."""
     manifest = run.manifest
     config = manifest.get("config") or {}
+    # A CODI study file's run: the study table (translated runs record it beside the
+    # experiment; runs of ablate before the translation recorded only it).
+    study = config.get("codi_study") or (config if "checkpoint" in config else None)
     git = manifest.get("git") or {}
     commit = git.get("commit")
     git_text = (f"`{commit}`" + (" (working tree had uncommitted changes)"
@@ -208,7 +214,7 @@ def provenance_blocks(run: RunAnalysis) -> list[Block]:
         f"Python {manifest.get('python', 'unknown')} on {manifest.get('platform', 'unknown')}"
         + (f"; {libraries}" if libraries else ""),
         f"Jobs: {run.n_jobs - len(run.missing_jobs)} of {run.n_jobs} finished",
-        *(_study_facts(config) if "n_latents" in config else _grid_facts(config)),
+        *(_study_facts(study) if study else _grid_facts(config)),
         f"Statistics: {settings.level:.0%} intervals, {settings.n_boot} bootstrap replicates"
         + (" (a smoke run)" if settings.smoke else "")
         + f", alpha {alpha}, equivalence margin {margin}, generator seed {settings.seed} "

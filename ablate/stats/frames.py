@@ -20,9 +20,7 @@ import numpy as np
 import pandas as pd
 
 from ablate.errors import AblateError, unknown_name_error
-
-SELECTION_KEYS = ("config_label", "task", "mode", "n_iterations", "intervention", "site", "k",
-                  "draw", "n_latents", "latent_index")
+from ablate.schema import SELECTION_KEYS
 
 
 @dataclass(frozen=True)

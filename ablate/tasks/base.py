@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from ablate.errors import AblateError
-from ablate.tasks.extraction import GenerativeScore
+from ablate.tasks.extraction import GenerativeScore, scoring_rule
 
 logger = logging.getLogger(__name__)
 
@@ -88,6 +88,7 @@ class Task(ABC):
     name: ClassVar[str]
     text_format: ClassVar[TextFormat]
     splits: ClassVar[tuple[str, ...]]  # the split names the default source offers
+    scoring: ClassVar[str] = "gsm8k"  # its rule in ablate.tasks.extraction.SCORING_RULES
 
     def load(self, split: str, *, path: str | None = None, limit: int | None = None) -> list[Item]:
         """Items of ``split`` (from ``path`` if given, else the default source)."""
@@ -109,9 +110,11 @@ class Task(ABC):
     ) -> tuple[list[Item], LoadReport]:
         """Like ``load``, also returning the ``LoadReport`` (excluded items, counts)."""
 
-    @abstractmethod
-    def score(self, generation: str, item: Item) -> GenerativeScore:
-        """Score a generated continuation of the prompt against the item's gold answer."""
+    def score(self, generation: str, item: Item, *, rule: str | None = None) -> GenerativeScore:
+        """Score a generated continuation of the prompt against the item's gold answer,
+        by the task's rule or by ``rule`` (e.g. "codi", for the answer a CODI model writes
+        after its cue)."""
+        return scoring_rule(rule or self.scoring)(generation, item.answer)
 
 
 def doc_hash(record: Mapping[str, Any]) -> str:

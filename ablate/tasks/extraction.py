@@ -1,13 +1,17 @@
 """Answer extraction and scoring for generated text: GSM8K (lm-eval filters), boxed, CODI.
 
-Three styles, each returning a ``GenerativeScore``:
+Scoring rules by name (``SCORING_RULES``; a task scores with its own rule or a named one,
+``Task.score``), each returning a ``GenerativeScore``:
 
-* GSM8K / synthetic: lm-evaluation-harness's ``strict-match`` and ``flexible-extract``
-  filters, exact match after its normalisation, plus numeric equality (1e-4).
-* OpenR1-Math: the last ``\\boxed{...}``, compared numerically when both sides parse as
-  numbers (integers, decimals, ``\\frac{a}{b}``, ``a/b``, percent sign dropped), else as
-  normalised LaTeX text.
-* CODI: the first number after the answer cue, tolerance 1e-4.
+* "gsm8k" (GSM8K / synthetic): lm-evaluation-harness's ``strict-match`` and
+  ``flexible-extract`` filters, exact match after its normalisation, plus numeric equality
+  (1e-4).
+* "boxed" (OpenR1-Math): the last ``\\boxed{...}``, compared numerically when both sides
+  parse as numbers (integers, decimals, ``\\frac{a}{b}``, ``a/b``, percent sign dropped),
+  else as normalised LaTeX text.
+* "codi" (a CODI model's answer after its cue): CODI's rule, the first number after the
+  answer cue within 1e-4, decides ``correct_numeric`` and ``invalid``; strict and flexible
+  report the lm-eval filters on the same text, for comparison.
 
     >>> score_gsm8k("3+4=<<3+4=7>>7\\n#### 7", "7").correct_strict
     True
@@ -16,7 +20,10 @@ Three styles, each returning a ``GenerativeScore``:
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
+
+from ablate.errors import unknown_name_error
 
 # Pinned to lm-evaluation-harness lm_eval/tasks/gsm8k/gsm8k.yaml (task version 3.0, commit
 # 47f16bf6a68ec19467e728ce52ac6c5937d5b3da) and the documented behaviour of its "regex"
@@ -255,3 +262,35 @@ def score_codi(generation: str, gold: str, cue: str = CODI_CUE) -> GenerativeSco
         correct_numeric=numbers_equal(parse_number(predicted), parse_number(gold_clean)),
         invalid=parse_number(predicted) is None,
     )
+
+
+def codi_gold(answer: str) -> str:
+    """The gold answer as CODI writes it: commas removed, a trailing "." stripped."""
+    return re.sub(r"\.$", "", answer.strip().replace(",", ""))
+
+
+def score_codi_answer(generation: str, gold: str) -> GenerativeScore:
+    """The "codi" rule: ``correct_numeric`` and ``invalid`` by CODI's rule, strict and
+    flexible by lm-eval's GSM8K filters, both against the gold answer as CODI writes it."""
+    gold = codi_gold(gold)
+    codi, lm_eval = score_codi(generation, gold), score_gsm8k(generation, gold)
+    return GenerativeScore(
+        extracted_strict=lm_eval.extracted_strict,
+        extracted_flexible=lm_eval.extracted_flexible,
+        correct_strict=lm_eval.correct_strict,
+        correct_flexible=lm_eval.correct_flexible,
+        correct_numeric=codi.correct_numeric,
+        invalid=codi.invalid,
+    )
+
+
+# Rule name -> score(generation, gold answer as the task states it).
+SCORING_RULES: dict[str, Callable[[str, str], GenerativeScore]] = {
+    "gsm8k": score_gsm8k, "boxed": score_boxed, "codi": score_codi_answer}
+
+
+def scoring_rule(name: str) -> Callable[[str, str], GenerativeScore]:
+    """The rule registered as ``name`` (``SCORING_RULES``)."""
+    if name not in SCORING_RULES:
+        raise unknown_name_error("scoring rule", name, SCORING_RULES)
+    return SCORING_RULES[name]

@@ -27,7 +27,7 @@ from ablate.tasks.base import (
     doc_hash,
     require_string,
 )
-from ablate.tasks.extraction import GenerativeScore, parse_number, score_gsm8k
+from ablate.tasks.extraction import parse_number
 from ablate.tasks.records import open_records
 
 SCHEMA = "GSM8K schema {'question': str, 'answer': str ending in '#### <number>'}"
@@ -134,5 +134,3 @@ class GSM8KTask(Task):
             )
         return items, LoadReport(self.name, split, source, n_records, len(items))
 
-    def score(self, generation: str, item: Item) -> GenerativeScore:
-        return score_gsm8k(generation, item.answer)

@@ -34,12 +34,10 @@ from ablate.tasks.base import (
     require_string,
 )
 from ablate.tasks.extraction import (
-    GenerativeScore,
     braces_balanced,
     last_boxed,
     normalize_math,
     parse_math_number,
-    score_boxed,
 )
 from ablate.tasks.gsm8k import count_lines
 from ablate.tasks.records import Record, open_records
@@ -107,6 +105,7 @@ class OpenR1Task(Task):
     name: ClassVar[str] = "openr1"
     text_format: ClassVar[TextFormat] = OPENR1_FORMAT
     splits: ClassVar[tuple[str, ...]] = ("train",)
+    scoring: ClassVar[str] = "boxed"
 
     def __post_init__(self) -> None:
         if not isinstance(self.numeric_only, bool):
@@ -174,5 +173,3 @@ class OpenR1Task(Task):
             "",
         )
 
-    def score(self, generation: str, item: Item) -> GenerativeScore:
-        return score_boxed(generation, item.answer)

@@ -33,7 +33,6 @@ import numpy as np
 
 from ablate.errors import AblateError, unknown_name_error
 from ablate.tasks.base import Item, LoadReport, Task, TextFormat, check_limit
-from ablate.tasks.extraction import GenerativeScore, score_gsm8k
 from ablate.tasks.gsm8k import ANSWER_MARKER, item_from_record
 
 MAX_DEPTH = 8
@@ -185,5 +184,3 @@ class SyntheticTask(Task):
         answer = "\n".join(lines) + f"\n{ANSWER_MARKER} {total}"
         return question, answer
 
-    def score(self, generation: str, item: Item) -> GenerativeScore:
-        return score_gsm8k(generation, item.answer)

@@ -35,7 +35,8 @@ def test_bundled_checkpoint_reproduces_its_recorded_accuracy(recorded):
     task = get_task(config["task"], **config["task_options"])
     items = task.load(metrics["eval_split"], limit=metrics["eval_items"])
     codi = load_codi(BUNDLED)
-    measured = accuracy(evaluate_items(codi, items, codi.settings.n_latents, batch_size=100,
+    measured = accuracy(evaluate_items(codi, items, codi.settings.n_latents, task=task,
+                                       batch_size=100,
                                        max_question_tokens=config["max_question_tokens"]))
     # One item of slack for float round-off on another CPU flipping one argmax.
     assert abs(measured - metrics["accuracy"]) <= 1 / len(items) + 1e-12

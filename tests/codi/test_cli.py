@@ -85,17 +85,13 @@ def test_validate_and_run_accept_a_study_file_and_run_it_resumably(tmp_path, cap
     study, run_dir = _study_file(tmp_path), tmp_path / "run"
     assert main(["validate", str(study)]) == 0
     out = capsys.readouterr().out
-    assert "matrix-CODI study" in out and "3 problems" in out and "next: ablate run" in out
+    assert "is a CODI study file" in out and "3 items" in out and "next: ablate run" in out
+    assert "0 latents: 1, 2 latents: 3" in out
     assert main(["run", str(study), "--out", str(run_dir)]) == 0
-    assert "2 job(s) run" in capsys.readouterr().out
+    assert "(2 jobs; 12 item x condition evaluations)" in capsys.readouterr().out
     records = read_records(run_dir)
     # L0: the unablated condition only; L2: unablated, svd k=1 and one random k=1 draw.
     assert sorted(records.groupby("n_latents").size().to_dict().items()) == [(0, 3), (2, 9)]
-    assert main(["run", str(study), "--out", str(run_dir)]) == 0
-    assert "0 job(s) run, 2 already done" in capsys.readouterr().out
-
-
-def test_a_study_file_refuses_the_ray_executor_in_one_line(tmp_path, capsys):
-    assert main(["run", str(_study_file(tmp_path)), "--executor", "ray"]) == 2
-    err = capsys.readouterr().err.strip()
-    assert "local executor only" in err and "\n" not in err
+    # `ablate codi study` is `ablate run` under another name: it resumes the same run.
+    assert main(["codi", "study", str(study), "--out", str(run_dir)]) == 0
+    assert "2 finished earlier" in capsys.readouterr().out

@@ -11,7 +11,10 @@ from ablate.codi.bottleneck import READOUTS, MatrixBottleneck
 from ablate.codi.evaluation import evaluate_items
 from ablate.codi.research import load_research_codi, read_research_file
 from ablate.errors import AblateError
+from ablate.tasks import get_task
 from tests.codi.conftest import synthetic_items
+
+TASK = get_task("synthetic")
 
 HIDDEN, D = 32, 4
 
@@ -64,9 +67,9 @@ def test_round_trip_loads_and_the_cached_loop_equals_recomputation(tmp_path, gpt
     codi = load_research_codi(path, tokenizer=gpt2_tokenizer_dir)
     assert codi.mat_dim == D and codi.n_latents == 6
     items = synthetic_items(3)
-    cached = evaluate_items(codi, items, 3)
+    cached = evaluate_items(codi, items, 3, task=TASK)
     codi.use_cache = False  # the research way: re-run the growing sequence each step
-    rerun = evaluate_items(codi, items, 3)
+    rerun = evaluate_items(codi, items, 3, task=TASK)
     for a, b in zip(cached, rerun, strict=True):
         assert a.solution.latents.shape == (3, D, D)
         torch.testing.assert_close(a.solution.latents, b.solution.latents, atol=1e-5, rtol=1e-4)
@@ -78,20 +81,23 @@ def test_left_padding_never_changes_a_question(tmp_path, gpt2_tokenizer_dir):
     codi = load_research_codi(save(tmp_path / "b.pt", research_state()),
                               tokenizer=gpt2_tokenizer_dir)
     items = synthetic_items(3)
-    together = evaluate_items(codi, items, 2, batch_size=3)
+    together = evaluate_items(codi, items, 2, task=TASK, batch_size=3)
     for item, batched in zip(items, together, strict=True):
-        alone = evaluate_items(codi, [item], 2, batch_size=1)[0]
+        alone = evaluate_items(codi, [item], 2, task=TASK, batch_size=1)[0]
         torch.testing.assert_close(batched.solution.latents, alone.solution.latents,
                                    atol=1e-5, rtol=1e-4)
 
 
-def test_rank_edit_reaches_the_observable(tmp_path, gpt2_tokenizer_dir):
-    from ablate.codi.study import LatentCondition
+def test_a_rank_cut_at_the_latent_hook_points_reaches_the_observable(tmp_path,
+                                                                      gpt2_tokenizer_dir):
+    from ablate.interventions import expand_conditions
 
     codi = load_research_codi(save(tmp_path / "b.pt", research_state()),
                               tokenizer=gpt2_tokenizer_dir)
-    edit = LatentCondition("svd_rank_k", 1).edit(D, 0)
-    outcome = evaluate_items(codi, synthetic_items(1), 3, edit=edit)[0]
+    cut = expand_conditions([{"name": "svd_rank_k", "site": "latent", "k": 1}], d=D,
+                            n_layers=1, include_unablated=False)[0]
+    outcome = evaluate_items(codi, synthetic_items(1), 3, task=TASK,
+                             hooks=cut.hooks(eval_seed=0))[0]
     singular = torch.linalg.svdvals(outcome.solution.latents.double())  # (3, D)
     assert (singular[:, 1:] < 1e-5 * singular[:, :1]).all()
 
@@ -100,7 +106,7 @@ def test_vanilla_checkpoint_has_no_matrix_latents(tmp_path, gpt2_tokenizer_dir):
     path = save(tmp_path / "best_run_a_vanilla.pt", research_state(matrix=False), matrix=False)
     codi = load_research_codi(path, tokenizer=gpt2_tokenizer_dir)
     assert codi.mat_dim is None
-    assert evaluate_items(codi, synthetic_items(1), 2)[0].solution.latents is None
+    assert evaluate_items(codi, synthetic_items(1), 2, task=TASK)[0].solution.latents is None
 
 
 def test_checkpoint_without_the_special_tokens_is_refused_in_one_line(tmp_path,

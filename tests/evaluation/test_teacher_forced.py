@@ -12,7 +12,7 @@ import torch
 from scipy.special import log_softmax
 
 from ablate.errors import AblateError
-from ablate.evaluation import COLUMNS, evaluate
+from ablate.evaluation import EVALUATION_COLUMNS, evaluate
 from ablate.evaluation.teacher_forced import answer_token_span
 from ablate.interventions import UNABLATED, expand_conditions
 from ablate.tokenizer import ByteTokenizer
@@ -120,7 +120,7 @@ def test_target_longer_than_max_len_is_a_clear_error(items, tokenizer):
 
 def test_records_follow_the_schema(items, tokenizer):
     frame = run(tiny_model(max_len=160), tokenizer, items[:2])
-    assert list(frame.columns) == list(COLUMNS)
+    assert list(frame.columns) == list(EVALUATION_COLUMNS)
     assert frame.condition.tolist() == ["none", "none"]
     assert frame.k.isna().all() and frame.draw.isna().all()
     for column in ("correct_strict", "correct_flexible", "correct_numeric", "invalid"):
