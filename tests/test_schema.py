@@ -49,6 +49,19 @@ def test_the_architecture_doc_names_every_module_of_the_package():
     assert not missing, f"docs/architecture.md does not describe {missing}"
 
 
+def test_the_readme_module_table_names_only_modules_that_exist_and_every_package():
+    # The README's stage table is the short map: each path it names exists, and each
+    # subpackage of ablate/ has a row (single modules may be left to docs/architecture.md).
+    text = (REPO / "README.md").read_text(encoding="utf-8")
+    table = text[text.index("| stage | module |"):text.index("### Commands")]
+    named = re.findall(r"`(ablate/[\w/.]+)`", table)
+    assert named, "README.md has no module table"
+    assert not [p for p in named if not (REPO / p).exists()], "README names missing modules"
+    packages = [f"ablate/{p.name}/" for p in (REPO / "ablate").iterdir()
+                if p.is_dir() and (p / "__init__.py").is_file()]
+    assert not [p for p in packages if p not in named], "README's table lacks a package"
+
+
 def test_the_codi_experiment_the_docs_show_loads_and_checks(tmp_path):
     text = ARCHITECTURE.read_text(encoding="utf-8")
     block = re.search(r"```toml\n(.*?)```", text, flags=re.DOTALL)
