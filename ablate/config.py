@@ -107,6 +107,19 @@ def read_toml(path: str | Path, what: str, hint: str = "") -> dict[str, Any]:
         raise AblateError(f"{file}: not valid TOML ({err}); fix the syntax") from err
 
 
+def read_json_object(path: str | Path, fix: str = "fix or remove the file") -> dict[str, Any]:
+    """The JSON object in the file at ``path``; ``fix`` ends the one-line error that a file
+    of invalid JSON, or of JSON that is not an object, gets."""
+    file = Path(path)
+    try:
+        data = json.loads(file.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise AblateError(f"{file}: not valid JSON ({err}); {fix}") from err
+    if not isinstance(data, dict):
+        raise AblateError(f"{file}: expected a JSON object, got {type(data).__name__}; {fix}")
+    return data
+
+
 def config_hash(data: Mapping[str, Any], exclude: Iterable[str] = (), *,
                 spaced: bool = False) -> str:
     """sha256 (hex) of the canonical JSON of ``data`` without the keys in ``exclude``:

@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
+from ablate.config import read_json_object
 from ablate.errors import AblateError, unknown_name_error
 
 logger = logging.getLogger(__name__)
@@ -320,10 +321,4 @@ def check_encodable(
 
 
 def _read_json_object(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise AblateError(f"{path}: not valid UTF-8 JSON ({err}); re-save the tokenizer") from err
-    if not isinstance(data, dict):
-        raise AblateError(f"{path}: expected a JSON object, got {type(data).__name__}")
-    return data
+    return read_json_object(path, "re-save the tokenizer")

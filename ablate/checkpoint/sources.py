@@ -14,7 +14,6 @@ Values are read into ablate's key names; ``ablate.checkpoint.settings`` resolves
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from collections.abc import Mapping
@@ -22,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ablate.config import read_json_object
 from ablate.errors import AblateError, unknown_name_error
 from ablate.model import VARIANTS
 from ablate.model.config import EMBEDDINGS
@@ -238,10 +238,4 @@ def name_suggests(checkpoint: Path) -> str | None:
 
 
 def read_json(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise AblateError(f"{path}: not valid JSON ({err}); fix or remove the file") from err
-    if not isinstance(data, dict):
-        raise AblateError(f"{path}: expected a JSON object, got {type(data).__name__}; fix it")
-    return data
+    return read_json_object(path, "fix or remove the file")
