@@ -19,7 +19,12 @@ from ablate.tasks.base import Item, LoadReport, Task, TextFormat
 from ablate.tasks.extraction import GenerativeScore
 from ablate.tasks.gsm8k import GSM8KTask
 from ablate.tasks.openr1 import OpenR1Task
-from ablate.tasks.outcomes import check_scoring_options, scoring_defaults
+from ablate.tasks.outcomes import (
+    check_outcome,
+    check_scoring_options,
+    check_stop,
+    scoring_defaults,
+)
 from ablate.tasks.synthetic import SyntheticTask
 
 TASKS: dict[str, type[Task]] = {
@@ -85,4 +90,8 @@ def scoring_options(name: str, options: dict[str, Any], *, mode: str,
     if codi or mode != "generative" or name not in TASKS:
         return dict(options)
     defaults = scoring_defaults(TASKS[name])
+    if "outcome" in options and "outcome" in defaults:
+        check_outcome(options["outcome"], name)
+    if "stop" in options and "stop" in defaults:
+        check_stop(options["stop"], name)
     return {**options, **{key: value for key, value in defaults.items() if key not in options}}

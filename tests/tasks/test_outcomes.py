@@ -124,6 +124,16 @@ def test_generative_tasks_record_their_scoring_options_and_hash_them():
                                                                    "max_total": 10}
 
 
+def test_a_bad_scoring_option_in_an_experiment_names_the_file_and_table():
+    with pytest.raises(AblateError, match=r"x.toml: \[\[tasks\]\] #1: 'options' .*"
+                                          "outcome='numric'.*Did you mean 'numeric'"):
+        Experiment.from_dict(quickstart(mode="generative", options={"outcome": "numric"}),
+                             source="x.toml")
+    with pytest.raises(AblateError, match="x.toml: .*stop='Question:' must be a list"):
+        Experiment.from_dict(quickstart(mode="generative", options={"stop": "Question:"}),
+                             source="x.toml")
+
+
 @pytest.mark.parametrize("key", ["outcome", "stop"])
 def test_scoring_options_are_refused_in_teacher_forced_mode(key):
     value = "numeric" if key == "outcome" else ["\n\n"]
