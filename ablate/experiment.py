@@ -327,9 +327,9 @@ def _parse(data: Mapping[str, Any], source: str) -> Experiment:
                           "experiment runs one kind of model: split it into two files")
     codi = models == [CODI]
     tasks = _entries(data, "tasks", source, _TASK_KEYS, _parse_task)
-    for i, task in enumerate(tasks):
-        _check_task_for_model(task, codi, Table(data["tasks"][i], f"[[tasks]] #{i + 1}",
-                                                  source, _TASK_KEYS))
+    tasks = tuple(_check_task_for_model(task, codi, Table(data["tasks"][i], f"[[tasks]] #{i + 1}",
+                                                          source, _TASK_KEYS))
+                  for i, task in enumerate(tasks))
     interventions = _parse_interventions(data.get("interventions", []), source, codi)
     axis, other = ("n_latents", "iterations") if codi else ("iterations", "n_latents")
     if other in data:
@@ -428,9 +428,12 @@ def _parse_checkpoint(r: Table) -> CheckpointSpec:
     )
 
 
-def _check_task_for_model(task: TaskSpec, codi: bool, r: Table) -> None:
+def _check_task_for_model(task: TaskSpec, codi: bool, r: Table) -> TaskSpec:
     """CODI checkpoints answer generatively after their latents, without exemplars;
-    max_question_tokens applies to them only, max_new_tokens to generation only."""
+    max_question_tokens applies to them only, max_new_tokens to generation only, the
+    scoring options (outcome, stop) to a Matrix Thinker's generation only, which gets
+    its task's defaults for those it leaves out (``ablate.tasks.scoring_options``)."""
+    from ablate.tasks import scoring_options
     if codi and task.mode != "generative":
         raise r.fail("mode", f"is {task.mode!r}; CODI checkpoints answer after their latent "
                              "thoughts: set mode = \"generative\"")
@@ -441,6 +444,11 @@ def _check_task_for_model(task: TaskSpec, codi: bool, r: Table) -> None:
         raise r.fail("max_question_tokens", "applies to CODI checkpoints only; remove it")
     if task.mode != "generative" and task.max_new_tokens is not None:
         raise r.fail("max_new_tokens", "applies to generative tasks only; remove it")
+    try:
+        options = scoring_options(task.name, task.options, mode=task.mode, codi=codi)
+    except AblateError as err:
+        raise r.fail("options", str(err)) from None
+    return replace(task, options=options)
 
 
 def _parse_task(r: Table) -> TaskSpec:

@@ -81,13 +81,18 @@ _METRIC = _columns(
     ("bits_per_byte", "float64", "solution_nats / ln 2 / solution_bytes (teacher-forced)"),
     ("tf_exact_match", "boolean", "argmax reproduces every answer token (teacher-forced)"),
     ("prediction", "string", "generated text up to a stop sequence; '' when teacher-forced"),
-    ("correct_strict", "boolean", "strict extraction equals gold (generative)"),
-    ("correct_flexible", "boolean", "flexible extraction equals gold (generative)"),
-    ("correct_numeric", "boolean", "the primary extraction numerically equals gold "
-                                   "(generative; CODI: the first number after the cue)"),
-    ("invalid", "boolean", "nothing extracted by the primary rule (generative)"),
-    ("correct", "float64", "primary 0/1 outcome: tf_exact_match (teacher-forced) or "
-                           "correct_numeric (generative)"),
+    ("correct_strict", "boolean", "lm-eval strict-match exact match: the first '#### N' "
+                                  "equals gold after lm-eval's normalisation (generative)"),
+    ("correct_flexible", "boolean", "lm-eval flexible-extract exact match: the last number "
+                                    "equals gold likewise (generative)"),
+    ("correct_numeric", "boolean", "the strict extraction numerically equals gold within "
+                                   "1e-4 (generative; OpenR1: the last boxed answer, math "
+                                   "equality; CODI: the first number after the cue)"),
+    ("invalid", "boolean", "nothing extracted by the task's rule (generative; GSM8K: no "
+                           "'#### N', whatever the outcome)"),
+    ("correct", "float64", "primary 0/1 outcome: tf_exact_match (teacher-forced); the task's "
+                           "outcome option (generative GSM8K-format: correct_strict by "
+                           "default); correct_numeric (OpenR1, CODI)"),
     ("erank_per_iter", "object", "T+1 floats: mean effective rank of M(0..T) over positions; "
                                  "null for CODI"),
     ("erank_answer_per_iter", "object", "T+1 floats: the same over answer positions (those "

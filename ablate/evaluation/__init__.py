@@ -31,7 +31,7 @@ from ablate.evaluation.teacher_forced import encode_forced, run_teacher_forced
 from ablate.interventions import Condition, check_sites_fire
 from ablate.schema import EVALUATION_COLUMNS
 from ablate.tasks import get_task
-from ablate.tasks.base import Item
+from ablate.tasks.base import Item, Task
 from ablate.tokenizer import Tokenizer
 
 logger = logging.getLogger(__name__)
@@ -45,7 +45,7 @@ def evaluate(
     items: Sequence[Item],
     conditions: Sequence[Condition],
     *,
-    task: str,
+    task: str | Task,
     mode: str,
     n_iterations: int,
     eval_seed: int,
@@ -61,7 +61,8 @@ def evaluate(
     """One row per (condition, item), conditions outermost, with ``EVALUATION_COLUMNS``
     (``ablate.schema``).
 
-    ``task`` names the task whose text format and scoring apply (``ablate.tasks``).
+    ``task`` is the task (or its name, with default options) whose text format, stop
+    sequences and scoring apply (``ablate.tasks``).
     ``mode``: "teacher_forced" (score the gold target) or "generative" (greedy decoding
     from ``few_shot``-shot prompts drawn from ``train_items``; ``max_new_tokens``
     defaults to the task's). ``precision`` "bf16" runs under CUDA autocast.
@@ -83,7 +84,7 @@ def evaluate(
         raise AblateError(f"conditions repeat a label ({labels}); pass each condition once")
     target = resolve_device(device)
     autocast(target, precision)  # checks bf16 has CUDA before any work
-    task_object = get_task(task)
+    task_object = get_task(task) if isinstance(task, str) else task
     config = model.config
     check_sites_fire(conditions, n_iterations=n_iterations, n_layers=config.n_layers)
     was_training = model.training

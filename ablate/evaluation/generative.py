@@ -94,8 +94,8 @@ def encode_prompts(
         )
     prompts = []
     for item in items:
-        example = generative_example(item, task.text_format, pool=train_items or [], k=few_shot,
-                                     rng=exemplar_generator(eval_seed, item),
+        example = generative_example(item, task.generation_format, pool=train_items or [],
+                                     k=few_shot, rng=exemplar_generator(eval_seed, item),
                                      max_new_tokens=max_new_tokens)
         if example.max_new_tokens >= max_len:
             raise AblateError(
@@ -321,7 +321,7 @@ def run_generative(
                     "prediction": text, "correct_strict": score.correct_strict,
                     "correct_flexible": score.correct_flexible,
                     "correct_numeric": score.correct_numeric, "invalid": score.invalid,
-                    "correct": float(score.correct_numeric), "erank_per_iter": every[b],
+                    "correct": float(score.correct), "erank_per_iter": every[b],
                     "erank_answer_per_iter": generating[b], "erank_head_input": head[b][0],
                 }
 

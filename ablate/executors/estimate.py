@@ -131,6 +131,7 @@ def _calibrate(jobs: list[Job], rows: int, threads: int | None) -> tuple[GroupEs
     from ablate.evaluation import evaluate
     from ablate.evaluation.batching import length_sorted_batches
     from ablate.interventions import expand_conditions
+    from ablate.tasks import get_task
 
     job = jobs[0]
     loaded = _checkpoint(job.checkpoint.path, job.checkpoint.overrides)
@@ -141,6 +142,7 @@ def _calibrate(jobs: list[Job], rows: int, threads: int | None) -> tuple[GroupEs
     conditions = expand_conditions(list(job.interventions), d=config.mat_dim,
                                    n_layers=config.n_layers)
     lengths, new_tokens = _lengths(job, tokenizer, items, train, config)
+    task = get_task(job.task.name, **job.task.options)  # its stops and max_new_tokens
     batches = length_sorted_batches(lengths, job.batch_size)
     n_threads = job_threads(model_width(model), available_cores(), threads)
     picks = [batches[0], batches[len(batches) // 2]] if len(batches) > 1 else batches[:1]
@@ -148,9 +150,10 @@ def _calibrate(jobs: list[Job], rows: int, threads: int | None) -> tuple[GroupEs
     started = time.perf_counter()
     device = resolve_device(job.device)
     with torch_threads(n_threads):  # warm-up: first calls allocate and load kernels
-        evaluate(model, tokenizer, items[:1], conditions[:1], task=job.task.name,
+        evaluate(model, tokenizer, items[:1], conditions[:1], task=task,
                  mode=job.task.mode, n_iterations=job.n_iterations, eval_seed=job.eval_seed,
-                 batch_size=1, device=device, few_shot=job.task.few_shot, train_items=train)
+                 batch_size=1, device=device, few_shot=job.task.few_shot, train_items=train,
+                 max_new_tokens=job.task.max_new_tokens)
     before, extra, scale = _current_resident(), 0.0, 1.0
     for n, batch in enumerate(picks):
         chosen = batch[:rows]
@@ -164,9 +167,10 @@ def _calibrate(jobs: list[Job], rows: int, threads: int | None) -> tuple[GroupEs
         start = time.perf_counter()
         with torch_threads(n_threads):
             evaluate(model, tokenizer, [items[i] for i in chosen], conditions,
-                     task=job.task.name, mode=job.task.mode, n_iterations=job.n_iterations,
+                     task=task, mode=job.task.mode, n_iterations=job.n_iterations,
                      eval_seed=job.eval_seed, batch_size=len(chosen), device=device,
-                     few_shot=job.task.few_shot, train_items=train)
+                     few_shot=job.task.few_shot, train_items=train,
+                     max_new_tokens=job.task.max_new_tokens)
         samples.append((len(chosen) * width, len(chosen) * width**2, time.perf_counter() - start))
         if n == 0:
             if device.type == "cuda":

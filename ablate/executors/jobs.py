@@ -133,7 +133,7 @@ def _evaluate_thinker(job: Job, items: list[Any], counter: _Counter, threads: in
     with torch_threads(n_threads):
         return evaluate(
             loaded.model, loaded.tokenizer, items, conditions,
-            task=job.task.name, mode=job.task.mode, n_iterations=job.n_iterations,
+            task=_task(job.task), mode=job.task.mode, n_iterations=job.n_iterations,
             eval_seed=job.eval_seed, batch_size=job.batch_size, device=job.device,
             few_shot=job.task.few_shot, train_items=train_items,
             max_new_tokens=job.task.max_new_tokens, progress=advance,

@@ -43,8 +43,15 @@ from ablate.questions.words import (
 )
 from ablate.report.document import anchor
 from ablate.report.figures import VALIDATION
-from ablate.report.provenance import partial_banner, provenance_blocks, smoke_banner, status_notes
+from ablate.report.provenance import (
+    is_codi,
+    partial_banner,
+    provenance_blocks,
+    smoke_banner,
+    status_notes,
+)
 from ablate.report.run import RunAnalysis
+from ablate.tasks.outcomes import primary_name
 
 VALIDATION_SHOWN = ("study", "n_seeds", "n_items", "sd_seed", "sd_problem_effect",
                     "sd_seed_slope", "sd_seed_effect", "n_eval_seeds", "sd_eval", "method",
@@ -58,10 +65,33 @@ def evidence_of(run: RunAnalysis) -> Evidence:
                     questions=tuple(QUESTIONS))
 
 
+def accuracy_name(run: RunAnalysis) -> str:
+    """The primary outcome behind "accuracy" in this run, for the verdict legend: one
+    name, or the names per task."""
+    config = run.manifest.get("config") or {}
+    codi = is_codi(config)
+    study = config.get("codi_study") or (config if "checkpoint" in config else None)
+    tasks = [study.get("task", {})] if study else list(config.get("tasks") or [])
+    names = list(dict.fromkeys(primary_name(t, codi=codi) for t in tasks))
+    if len(names) <= 1:
+        return names[0] if names else ""
+    return "; ".join(f"{t.get('name')} {t.get('mode')}: {primary_name(t, codi=codi)}"
+                     for t in tasks)
+
+
 def _reading_guide(run: RunAnalysis) -> list[Block]:
     level = f"{run.settings.level:.0%}"
     alpha = run.analysis.get("settings", {}).get("alpha", 0.05)
     return [Heading(2, "How to read the numbers"), Bullets((
+        "**Accuracy** is the share of problems whose outcome `correct` is 1: each task's "
+        "primary outcome, named under \"What was run\". Teacher-forced: the argmax "
+        "reproduces every gold answer token (nothing is generated). Generative GSM8K-format "
+        "tasks: lm-evaluation-harness's strict-match exact match unless the task's "
+        "`outcome` option names flexible-extract or numeric match (within 1e-4); the "
+        "records keep all three (`correct_strict`, `correct_flexible`, `correct_numeric`) "
+        "and the unablated accuracy under each is tabled under \"What was run\". OpenR1: "
+        "math equality of the last \\boxed{}. CODI: the first number after its answer cue "
+        "within 1e-4.",
         f"**E1** intervals and p-values answer a question {E1_WORDS}: would the result "
         "hold on new problems for exactly these trained checkpoints?",
         f"**E3** intervals and p-values answer the headline question {E3_WORDS}: would a "
@@ -111,7 +141,7 @@ def build_blocks(run: RunAnalysis, figures: Mapping[str, Sequence[Block]],
         *partial_banner(run),
         *smoke_banner(run),
         *identity_failures(evidence),
-        Columns("lead", (tuple(verdict_blocks(evidence)),
+        Columns("lead", (tuple(verdict_blocks(evidence, accuracy=accuracy_name(run))),
                          (headline,) if headline is not None else ())),
         Paragraph(f"Written by `ablate report` from the run directory `{run.run_dir}`. Every "
                   "number below comes from the analysis in `analysis.json` (also in "
@@ -232,8 +262,9 @@ def checks_text(evidence: Evidence) -> str:
         "Holm family."
 
 
-def verdict_blocks(evidence: Evidence) -> list[Block]:
-    """The verdict table with its legend and the line on the checks."""
+def verdict_blocks(evidence: Evidence, *, accuracy: str = "") -> list[Block]:
+    """The verdict table with its legend (naming ``accuracy``, the primary outcome, when
+    given) and the line on the checks."""
     view = verdict_view(evidence)
     if not view.rows:
         return [Paragraph("**Verdicts**: no claim could be tested on these records (see the "
@@ -242,7 +273,8 @@ def verdict_blocks(evidence: Evidence) -> list[Block]:
     legend = (f"Estimate: mean over seeds. E3: the {evidence.level:.0%} interval for a new "
               "training run on problems like these. Verdicts use Holm-adjusted p-values "
               f"(alpha {alpha}); 'these checkpoints only' means E1 but not E3. Each question "
-              "links to its section below.")
+              "links to its section below."
+              + (f" Accuracy: {accuracy}." if accuracy else ""))
     blocks: list[Block] = [Table(footnoted(view)), Paragraph(legend)]
     text = checks_text(evidence)
     return blocks + ([Paragraph(text)] if text else [])

@@ -10,9 +10,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from ablate.intervention_kinds import NONE
 from ablate.questions.blocks import Block, Bullets, Heading, Note, Paragraph, Table, TableView
 from ablate.questions.power import RECOMMENDED_SEEDS
 from ablate.report.run import RunAnalysis
+from ablate.tasks.outcomes import CODI_TEXT, scoring_text
+
+OUTCOME_COLUMNS = ("correct_strict", "correct_flexible", "correct_numeric")
 
 MAX_LISTED_JOBS = 25
 # ablate.checkpoint.settings.FACTS: what changes a checkpoint's function but not its
@@ -25,23 +29,31 @@ def _intervention_text(spec: Mapping[str, Any]) -> str:
     return f"`{spec.get('name')}`" + (f" ({rest})" if rest else "")
 
 
-def _task_text(task: Mapping[str, Any]) -> str:
+def _task_text(task: Mapping[str, Any], codi: bool = False) -> str:
     text = f"`{task.get('name')}` {task.get('split', '')} split, {task.get('mode', '')}"
     if task.get("few_shot"):
         text += f", {task['few_shot']}-shot"
     if task.get("limit"):
         text += f", first {task['limit']} items"
-    return text
+    return f"{text} ({scoring_text(task, codi=codi)})"
+
+
+def is_codi(config: Mapping[str, Any]) -> bool:
+    """Whether a run's config is of CODI checkpoints (a grid's or a CODI study's)."""
+    return ("checkpoint" in config or "codi_study" in config
+            or any(c.get("model") == "codi" for c in config.get("checkpoints") or []))
 
 
 def _grid_facts(config: Mapping[str, Any]) -> list[str]:
-    """Tasks, interventions, T (CODI: numbers of latents) and eval seeds of an
-    ``ablate run`` grid."""
+    """Tasks (each with its outcome and stop sequences), interventions, T (CODI: numbers
+    of latents) and eval seeds of an ``ablate run`` grid."""
     axis = (f"Numbers of latents: {config['n_latents']} (0 = no thoughts; each CODI model "
             "runs with its own T)" if "n_latents" in config
             else f"Iterations T: {config.get('iterations', 'unknown')}")
+    codi = is_codi(config)
     return [
-        "Tasks: " + ("; ".join(_task_text(t) for t in config.get("tasks", [])) or "unknown"),
+        "Tasks: " + ("; ".join(_task_text(t, codi) for t in config.get("tasks", []))
+                     or "unknown"),
         "Interventions: " + ("; ".join(_intervention_text(i)
                                        for i in config.get("interventions", [])) or "none"),
         f"{axis}; eval seeds: {config.get('eval_seeds', 'unknown')}",
@@ -57,7 +69,7 @@ def _study_facts(config: Mapping[str, Any]) -> list[str]:
                         for t in config.get("targets", []))
     return [
         f"Matrix-CODI study of `{checkpoint.get('label')}` ({checkpoint.get('kind')} "
-        "checkpoint), greedy decoding, answers scored by CODI's rule",
+        f"checkpoint), greedy decoding; {CODI_TEXT}",
         f"Task: `{task.get('name')}` {task.get('split', '')} split"
         + (f", first {task['limit']} items" if task.get("limit") else "")
         + (f" ({options})" if options else ""),
@@ -82,6 +94,33 @@ def group_sizes(run: RunAnalysis) -> TableView:
     return TableView("groups", "Groups analysed (head x task x mode x T)",
                      ("head", "task / mode", "T", "train seeds", "items", "conditions",
                       "records"), tuple(rows))
+
+
+def outcome_view(run: RunAnalysis) -> TableView | None:
+    """Per group of generative records: the unablated condition's accuracy (%, mean over
+    seeds and problems) under the primary outcome (``correct``) and under each named
+    outcome beside it, so a reader sees what the choice of outcome changes; None when
+    the run has no generative records with those columns."""
+    records = run.records
+    needed = {"mode", "condition", "correct", *OUTCOME_COLUMNS}
+    if not needed <= set(records.columns):
+        return None
+    plain = records[(records["mode"] == "generative") & (records["condition"] == NONE)]
+    if plain.empty:
+        return None
+    keys = ["config_label", "task", "n_iterations"]
+    keys += ["n_latents"] if "n_latents" in plain and plain["n_latents"].notna().any() else []
+    rows = []
+    for key, part in plain.groupby(keys, sort=True, dropna=False):
+        cells = [part[c].astype("Float64").mean() for c in ("correct", *OUTCOME_COLUMNS)]
+        rows.append((*(str(k) for k in key), f"{len(part):,}",
+                     *(f"{100 * float(v):.1f}" for v in cells)))
+    columns = ("head", "task", "T", *(("latents",) if len(keys) == 4 else ()), "records",
+               "accuracy (primary)", "strict", "flexible", "numeric")
+    return TableView("outcomes", "Unablated accuracy (%) under each outcome: the primary "
+                     "one (as under Tasks above) and lm-eval strict, lm-eval flexible and "
+                     "numeric match within 1e-4, generative records",
+                     columns, tuple(rows))
 
 
 def one_seed_groups(run: RunAnalysis) -> list[str]:
@@ -233,6 +272,9 @@ def provenance_blocks(run: RunAnalysis) -> list[Block]:
         blocks += [Paragraph("What the weights do not give, and where each value came from:"),
                    Bullets(tuple(facts))]
     blocks.append(Table(group_sizes(run)))
+    outcomes = outcome_view(run)
+    if outcomes is not None:
+        blocks.append(Table(outcomes))
     if run.missing_jobs:
         shown = [f"`{job}`" for job in run.missing_jobs[:MAX_LISTED_JOBS]]
         if len(run.missing_jobs) > MAX_LISTED_JOBS:

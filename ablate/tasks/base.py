@@ -17,11 +17,12 @@ import json
 import logging
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar
 
 from ablate.errors import AblateError
 from ablate.tasks.extraction import GenerativeScore, scoring_rule
+from ablate.tasks.outcomes import LM_EVAL_STOP, check_outcome, check_stop
 
 logger = logging.getLogger(__name__)
 
@@ -70,6 +71,8 @@ class TextFormat:
 
     Teacher-forced example: prompt = question_prefix + question + answer_prefix, target =
     target_delimiter + solution + final_answer_prefix + answer + final_answer_suffix.
+    ``stop_sequences`` end a generation (default: lm-eval's GSM8K ``until``); a task's
+    ``stop`` option replaces them (``Task.generation_format``).
     """
 
     question_prefix: str = "Question: "
@@ -78,12 +81,17 @@ class TextFormat:
     final_answer_prefix: str = "\n#### "
     final_answer_suffix: str = ""
     exemplar_separator: str = "\n\n"
-    stop_sequences: tuple[str, ...] = ("\n\nQuestion:", "\n\n")
+    stop_sequences: tuple[str, ...] = LM_EVAL_STOP
     max_new_tokens: int = 256
 
 
 class Task(ABC):
-    """A named source of ``Item``s with its text format and scoring rule."""
+    """A named source of ``Item``s with its text format and scoring rule.
+
+    A task with the options ``outcome`` and ``stop`` (dataclass fields; see
+    ``ablate.tasks.outcomes``) scores generations by that primary outcome and stops them
+    at those sequences; without them, its rule's primary and its format's stops apply.
+    """
 
     name: ClassVar[str]
     text_format: ClassVar[TextFormat]
@@ -110,11 +118,32 @@ class Task(ABC):
     ) -> tuple[list[Item], LoadReport]:
         """Like ``load``, also returning the ``LoadReport`` (excluded items, counts)."""
 
+    @property
+    def generation_format(self) -> TextFormat:
+        """The text format generation uses: ``text_format`` with the task's ``stop``."""
+        stop = getattr(self, "stop", None)
+        if stop is None:
+            return self.text_format
+        return replace(self.text_format, stop_sequences=tuple(stop))
+
     def score(self, generation: str, item: Item, *, rule: str | None = None) -> GenerativeScore:
         """Score a generated continuation of the prompt against the item's gold answer,
-        by the task's rule or by ``rule`` (e.g. "codi", for the answer a CODI model writes
-        after its cue)."""
-        return scoring_rule(rule or self.scoring)(generation, item.answer)
+        by the task's rule with its ``outcome`` as the primary, or by ``rule`` with that
+        rule's own primary (e.g. "codi", for the answer a CODI model writes after its
+        cue)."""
+        score = scoring_rule(rule or self.scoring)(generation, item.answer)
+        outcome = getattr(self, "outcome", None)
+        if (rule or self.scoring) == self.scoring and outcome is not None:
+            score = replace(score, primary=outcome)
+        return score
+
+    def _check_scoring_options(self) -> None:
+        """Check ``outcome`` and ``stop`` (where the task has them); ``stop`` becomes a
+        tuple (a TOML list arrives as a list). For the ``__post_init__`` of tasks."""
+        if hasattr(self, "outcome"):
+            check_outcome(self.outcome, self.name)
+        if hasattr(self, "stop"):
+            object.__setattr__(self, "stop", check_stop(self.stop, self.name))
 
 
 def doc_hash(record: Mapping[str, Any]) -> str:

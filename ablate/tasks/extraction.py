@@ -5,13 +5,14 @@ Scoring rules by name (``SCORING_RULES``; a task scores with its own rule or a n
 
 * "gsm8k" (GSM8K / synthetic): lm-evaluation-harness's ``strict-match`` and
   ``flexible-extract`` filters, exact match after its normalisation, plus numeric equality
-  (1e-4).
+  (1e-4); the primary outcome is strict unless the task's ``outcome`` option names another
+  (``ablate.tasks.outcomes``).
 * "boxed" (OpenR1-Math): the last ``\\boxed{...}``, compared numerically when both sides
   parse as numbers (integers, decimals, ``\\frac{a}{b}``, ``a/b``, percent sign dropped),
   else as normalised LaTeX text.
 * "codi" (a CODI model's answer after its cue): CODI's rule, the first number after the
-  answer cue within 1e-4, decides ``correct_numeric`` and ``invalid``; strict and flexible
-  report the lm-eval filters on the same text, for comparison.
+  answer cue within 1e-4, decides ``correct_numeric`` (the primary) and ``invalid``; strict
+  and flexible report the lm-eval filters on the same text, for comparison.
 
     >>> score_gsm8k("3+4=<<3+4=7>>7\\n#### 7", "7").correct_strict
     True
@@ -24,6 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from ablate.errors import unknown_name_error
+from ablate.tasks.outcomes import OUTCOMES
 
 # Pinned to lm-evaluation-harness lm_eval/tasks/gsm8k/gsm8k.yaml (task version 3.0, commit
 # 47f16bf6a68ec19467e728ce52ac6c5937d5b3da) and the documented behaviour of its "regex"
@@ -56,8 +58,10 @@ _MATH_NOISE = ("\\left", "\\right", "\\!", "\\,", "\\;", "\\:", "$")
 class GenerativeScore:
     """One generation scored against its gold answer.
 
-    ``invalid`` means the primary (strict) extraction found nothing; such generations
-    are never correct under ``correct_strict`` or ``correct_numeric``.
+    ``primary`` names the outcome that is the record's ``correct`` ("strict", "flexible"
+    or "numeric": ``correct_<primary>``). ``invalid`` means the rule's own extraction
+    found nothing (GSM8K: no ``#### <number>``, whatever the primary outcome); such
+    generations are never correct under ``correct_strict`` or ``correct_numeric``.
     """
 
     extracted_strict: str | None
@@ -66,6 +70,16 @@ class GenerativeScore:
     correct_flexible: bool
     correct_numeric: bool
     invalid: bool
+    primary: str = "strict"
+
+    def __post_init__(self) -> None:
+        if self.primary not in OUTCOMES:
+            raise unknown_name_error("outcome", self.primary, OUTCOMES)
+
+    @property
+    def correct(self) -> bool:
+        """The primary outcome."""
+        return bool(getattr(self, OUTCOMES[self.primary][0]))
 
 
 # --- GSM8K ---------------------------------------------------------------------------
@@ -111,7 +125,8 @@ def numbers_equal(a: float | None, b: float | None, tolerance: float = NUMERIC_T
 def score_gsm8k(generation: str, gold: str) -> GenerativeScore:
     """Score a GSM8K-format generation; ``gold`` is the answer string (or a full answer).
 
-    ``correct_numeric`` compares the strict extraction numerically, so "7.0" equals "7".
+    The primary outcome is lm-eval's strict exact match; ``correct_numeric`` compares the
+    strict extraction numerically, so "7.0" equals "7" there only.
     """
     strict = strict_match(generation)
     flexible = flexible_extract(generation)
@@ -230,6 +245,7 @@ def score_boxed(generation: str, gold: str) -> GenerativeScore:
         correct_flexible=math_equal(flexible, gold),
         correct_numeric=math_equal(boxed, gold),
         invalid=boxed is None,
+        primary="numeric",  # math equality of the box: OpenR1's only outcome
     )
 
 
@@ -261,6 +277,7 @@ def score_codi(generation: str, gold: str, cue: str = CODI_CUE) -> GenerativeSco
         correct_flexible=same_text,
         correct_numeric=numbers_equal(parse_number(predicted), parse_number(gold_clean)),
         invalid=parse_number(predicted) is None,
+        primary="numeric",
     )
 
 
@@ -281,6 +298,7 @@ def score_codi_answer(generation: str, gold: str) -> GenerativeScore:
         correct_flexible=lm_eval.correct_flexible,
         correct_numeric=codi.correct_numeric,
         invalid=codi.invalid,
+        primary="numeric",  # CODI's rule
     )
 
 

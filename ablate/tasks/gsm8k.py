@@ -28,6 +28,7 @@ from ablate.tasks.base import (
     require_string,
 )
 from ablate.tasks.extraction import parse_number
+from ablate.tasks.outcomes import DEFAULT_OUTCOME, LM_EVAL_STOP
 from ablate.tasks.records import open_records
 
 SCHEMA = "GSM8K schema {'question': str, 'answer': str ending in '#### <number>'}"
@@ -103,14 +104,23 @@ def write_gsm8k_jsonl(items: Iterable[Item], path: str | Path) -> int:
 
 @dataclass(frozen=True)
 class GSM8KTask(Task):
-    """GSM8K from the hub (``hub_id``/``hub_config``) or a local file/directory."""
+    """GSM8K from the hub (``hub_id``/``hub_config``) or a local file/directory.
+
+    ``outcome`` is the primary outcome of a generation (default lm-eval's strict exact
+    match) and ``stop`` its stop sequences (default lm-eval's): ``ablate.tasks.outcomes``.
+    """
 
     hub_id: str = "openai/gsm8k"
     hub_config: str = "main"
+    outcome: str = DEFAULT_OUTCOME
+    stop: tuple[str, ...] = LM_EVAL_STOP
 
     name: ClassVar[str] = "gsm8k"
     text_format: ClassVar[TextFormat] = TextFormat()  # lm-eval's default max_gen_toks, 256
     splits: ClassVar[tuple[str, ...]] = ("train", "test")
+
+    def __post_init__(self) -> None:
+        self._check_scoring_options()
 
     def load_with_report(
         self, split: str, *, path: str | None = None, limit: int | None = None

@@ -50,11 +50,12 @@ NON_ANSWERS = frozenset({"proof", "notfound"})
 # A final solution line that only states the answer ("Answer: $\boxed{6}$").
 _ANSWER_LINE = re.compile(r"^[\W_]*(final\s+)?answer\b", re.IGNORECASE)
 
+OPENR1_STOP = ("\n\nQuestion:",)
 OPENR1_FORMAT = TextFormat(
     final_answer_prefix="\nFinal answer: \\boxed{",
     final_answer_suffix="}",
     # Solutions contain blank lines, so only a new question ends a generation.
-    stop_sequences=("\n\nQuestion:",),
+    stop_sequences=OPENR1_STOP,
     max_new_tokens=1024,
 )
 
@@ -96,11 +97,15 @@ def strip_answer_line(solution: str) -> str:
 
 @dataclass(frozen=True)
 class OpenR1Task(Task):
-    """OpenR1-Math from the hub or local files; ``numeric_only`` drops non-numeric golds."""
+    """OpenR1-Math from the hub or local files; ``numeric_only`` drops non-numeric golds.
+    Generations are scored by math equality of their last ``\\boxed{}`` (the only
+    outcome: lm-eval defines no OpenR1 task) and stop at ``stop`` (default: a new
+    question, since solutions hold blank lines)."""
 
     hub_id: str = "open-r1/OpenR1-Math-220k"
     hub_config: str = "default"
     numeric_only: bool = False
+    stop: tuple[str, ...] = OPENR1_STOP
 
     name: ClassVar[str] = "openr1"
     text_format: ClassVar[TextFormat] = OPENR1_FORMAT
@@ -108,6 +113,7 @@ class OpenR1Task(Task):
     scoring: ClassVar[str] = "boxed"
 
     def __post_init__(self) -> None:
+        self._check_scoring_options()
         if not isinstance(self.numeric_only, bool):
             raise AblateError(
                 f"openr1 option numeric_only must be true or false, got {self.numeric_only!r}"

@@ -13,7 +13,8 @@ these byte offsets).
 
 Few-shot prompts join k exemplars (prompt + target each, drawn from a pool with an
 explicit numpy Generator) and the query prompt with blank lines; generation stops at
-"\n\nQuestion:" or "\n\n" (OpenR1: only the former), or after max_new_tokens.
+lm-evaluation-harness's GSM8K stops "Question:", "</s>" and "<|im_end|>" (a task's
+``stop`` option replaces them; OpenR1: "\n\nQuestion:"), or after max_new_tokens.
 
     >>> example = teacher_forced_example(item, task.text_format)   # doctest: +SKIP
     >>> example.answer_text                                        # doctest: +SKIP

@@ -34,6 +34,7 @@ import numpy as np
 from ablate.errors import AblateError, unknown_name_error
 from ablate.tasks.base import Item, LoadReport, Task, TextFormat, check_limit
 from ablate.tasks.gsm8k import ANSWER_MARKER, item_from_record
+from ablate.tasks.outcomes import DEFAULT_OUTCOME, LM_EVAL_STOP, SCORING_OPTIONS
 
 MAX_DEPTH = 8
 SPLIT_STREAMS = {"train": 0, "validation": 1, "test": 2}
@@ -66,7 +67,9 @@ def split_openings(split: str, min_value: int, max_value: int) -> tuple[tuple[in
 
 @dataclass(frozen=True)
 class SyntheticTask(Task):
-    """Generated arithmetic chains; every field is a task option (see module docstring)."""
+    """Generated arithmetic chains; every field is a task option (see module docstring).
+    ``outcome`` and ``stop`` score and stop generations as for GSM8K
+    (``ablate.tasks.outcomes``); the others are non-negative integers."""
 
     n_items: int = 1000  # items per split
     min_depth: int = 1
@@ -75,6 +78,8 @@ class SyntheticTask(Task):
     min_value: int = 1
     max_value: int = 9
     max_total: int = 99
+    outcome: str = DEFAULT_OUTCOME
+    stop: tuple[str, ...] = LM_EVAL_STOP
 
     name: ClassVar[str] = "synthetic"
     # A depth-8 target is about 160 bytes; 256 leaves room for the answer line.
@@ -82,7 +87,10 @@ class SyntheticTask(Task):
     splits: ClassVar[tuple[str, ...]] = tuple(SPLIT_STREAMS)
 
     def __post_init__(self) -> None:
+        self._check_scoring_options()
         for spec in fields(self):
+            if spec.name in SCORING_OPTIONS:
+                continue
             value = getattr(self, spec.name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise AblateError(

@@ -209,3 +209,32 @@ def test_validate_estimate_projects_time_and_memory_per_worker_count(tmp_path, c
     assert "(default)" in out
     assert main(["run", str(experiment), "--executor", "ray", "--workers", "2"]) == 2
     assert "--workers applies to the local machine" in capsys.readouterr().err
+
+
+def test_a_generative_tasks_scoring_options_reach_its_evaluation_and_estimate(
+        tmp_path, capsys, monkeypatch):
+    # The job runner hands evaluate the task built with its options (its stops and
+    # outcome), and the estimate decodes with the task's max_new_tokens (the default 256
+    # leaves no room in these models' max_len = 256).
+    import ablate.evaluation
+
+    task = {"name": "synthetic", "split": "test", "limit": 2, "mode": "generative",
+            "max_new_tokens": 8, "options": {"outcome": "flexible", "stop": ["\n"]}}
+    experiment = write_experiment(tmp_path, tasks=[task], iterations=[1],
+                                  interventions=[{"name": "svd_rank_k", "k": [1]}])
+    assert main(["validate", str(experiment), "--estimate"]) == 0
+    seen = []
+    evaluate = ablate.evaluation.evaluate
+
+    def recording(*args, **kwargs):
+        seen.append(kwargs["task"])
+        return evaluate(*args, **kwargs)
+
+    monkeypatch.setattr(ablate.evaluation, "evaluate", recording)
+    assert main(["run", str(experiment), "--out", str(tmp_path / "run")]) == 0
+    assert seen and all((t.outcome, t.stop) == ("flexible", ("\n",)) for t in seen)
+    records = read_records(tmp_path / "run")
+    assert (records["correct"] == records["correct_flexible"].astype(float)).all()
+    assert not records["prediction"].str.contains("\n").any()
+    config = json.loads((tmp_path / "run" / MANIFEST).read_text())["config"]
+    assert config["tasks"][0]["options"]["outcome"] == "flexible"

@@ -10,7 +10,10 @@ import torch
 from ablate.evaluation import evaluate
 from ablate.interventions import UNABLATED, expand_conditions
 from ablate.model import MatrixThinker
+from ablate.tasks import get_task
 from ablate.tasks.base import Item
+from ablate.tasks.outcomes import LM_EVAL_STOP
+from ablate.tasks.prompts import truncate_at_stop
 from ablate.tokenizer import ByteTokenizer
 from tests.conftest import tiny_config, tiny_model
 from tests.evaluation.conftest import synthetic_items
@@ -51,7 +54,7 @@ def test_cached_batched_decoding_equals_plain_greedy(embedding, tokenizer):
             expected = tokenizer.decode(plain_greedy(model, prompt, condition.hooks(0), 4))
             # Stop sequences cut the text; the random model rarely emits them.
             assert expected.startswith(prediction)
-            assert prediction == expected.split("\n\n")[0]
+            assert prediction == truncate_at_stop(expected, LM_EVAL_STOP)
 
 
 class ScriptedThinker(MatrixThinker):
@@ -82,30 +85,59 @@ def item(answer: str) -> Item:
 
 
 @pytest.mark.parametrize(
-    ("task", "script", "gold", "prediction", "strict", "flexible", "numeric", "invalid"),
+    ("task", "script", "gold", "prediction", "strict", "flexible", "numeric", "invalid",
+     "correct"),
     [
-        ("gsm8k", " 3+4=7\n#### 7\n\nQuestion: x", "7", " 3+4=7\n#### 7", True, True, True,
-         False),
-        ("gsm8k", " 3+4=7\n#### 7.0\n\n", "7", " 3+4=7\n#### 7.0", False, False, True, False),
-        ("gsm8k", " 3+4=7\n#### 1,080\n\n", "1,080", " 3+4=7\n#### 1,080", True, True, True,
-         False),
-        ("gsm8k", " it is 7\n\n", "7", " it is 7", False, True, False, True),
-        ("synthetic", " 3+4=7\n#### 8\n\n", "7", " 3+4=7\n#### 8", False, False, False, False),
+        ("gsm8k", " 3+4=7\n#### 7\n\nQuestion: x", "7", " 3+4=7\n#### 7\n\n", True, True,
+         True, False, 1.0),
+        # lm-eval's exact match says wrong, the numeric match right: `correct` is strict.
+        ("gsm8k", " 3+4=7\n#### 7.0\n\nQuestion:", "7", " 3+4=7\n#### 7.0\n\n", False,
+         False, True, False, 0.0),
+        ("gsm8k", " 3+4=7\n#### 1,080\n\nQuestion:", "1,080", " 3+4=7\n#### 1,080\n\n",
+         True, True, True, False, 1.0),
+        ("gsm8k", " it is 7\n\nQuestion:", "7", " it is 7\n\n", False, True, False, True, 0.0),
+        # A blank line inside the answer no longer ends it (lm-eval's stops).
+        ("gsm8k", " Step 1: 3+4=7\n\nStep 2: 7*2=14\n#### 24\n\nQuestion:", "24",
+         " Step 1: 3+4=7\n\nStep 2: 7*2=14\n#### 24\n\n", True, True, True, False, 1.0),
+        ("gsm8k", " 3+4=7\n#### 7</s> 8", "7", " 3+4=7\n#### 7", True, True, True, False, 1.0),
+        ("synthetic", " 3+4=7\n#### 8\n\nQuestion:", "7", " 3+4=7\n#### 8\n\n", False, False,
+         False, False, 0.0),
+        ("synthetic", " 3+4=7\n#### 07<|im_end|>", "7", " 3+4=7\n#### 07", False, False, True,
+         False, 0.0),
         ("openr1", " so \\boxed{\\frac{1}{2}}\n\nQuestion:", "0.5", " so \\boxed{\\frac{1}{2}}",
-         False, True, True, False),
+         False, True, True, False, 1.0),
     ],
 )
 def test_extraction_fills_the_records(task, script, gold, prediction, strict, flexible, numeric,
-                                      invalid, tokenizer):
+                                      invalid, correct, tokenizer):
     model = scripted(script, tokenizer)
     frame = generate(model, tokenizer, [item(gold)], task=task, max_new_tokens=60)
     row = frame.iloc[0]
     assert row.prediction == prediction
     assert (row.correct_strict, row.correct_flexible, row.correct_numeric, row.invalid) == (
         strict, flexible, numeric, invalid)
-    assert row.correct == float(numeric)
+    assert row.correct == correct
     for column in ("answer_loglik", "solution_nats", "bits_per_byte", "tf_exact_match"):
         assert pd.isna(row[column])
+
+
+@pytest.mark.parametrize(("outcome", "correct"), [("strict", 0.0), ("flexible", 0.0),
+                                                  ("numeric", 1.0)])
+def test_the_outcome_option_chooses_the_primary_outcome(outcome, correct, tokenizer):
+    task = get_task("gsm8k", outcome=outcome)
+    frame = generate(scripted(" 3+4=7\n#### 7.0\n\nQuestion:", tokenizer), tokenizer,
+                     [item("7")], task=task, max_new_tokens=60)
+    assert frame.correct[0] == correct
+    assert frame.correct_numeric[0] and not frame.correct_strict[0]
+
+
+def test_the_stop_option_cuts_the_generation(tokenizer):
+    # "\n\n", the stop of ablate before lm-eval's, cuts this answer off its "#### 24" line.
+    script = " Step 1: 3+4=7\n\nStep 2: 7*2=14\n#### 24\n\nQuestion:"
+    frame = generate(scripted(script, tokenizer), tokenizer, [item("24")],
+                     task=get_task("gsm8k", stop=["\n\n"]), max_new_tokens=60)
+    assert frame.prediction[0] == " Step 1: 3+4=7"
+    assert frame.invalid[0] and frame.correct[0] == 0.0
 
 
 def test_length_cap_and_eos_end_a_generation():

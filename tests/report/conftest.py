@@ -29,9 +29,11 @@ METRICS = ("answer_loglik", "solution_nats", "bits_per_byte", "tf_exact_match", 
 
 def job_records(head: str, seed: int, *, n_items: int, ks: tuple[int, ...], n_draws: int,
                 n_iterations: int, rng: np.random.Generator, eval_seed: int = 0,
-                identity_k: int | None = None) -> pd.DataFrame:
+                identity_k: int | None = None, mode: str = "teacher_forced") -> pd.DataFrame:
     """Every condition of one job (checkpoint x task x T x eval seed) over n_items items;
-    at ``identity_k`` (k = d) every rank cut returns the unablated outcome of each item."""
+    at ``identity_k`` (k = d) every rank cut returns the unablated outcome of each item.
+    Generative records' ``correct`` is their strict outcome; the numeric one also counts
+    every fourth item right."""
     item_rng = np.random.default_rng(1234)  # items are shared by every seed and head
     difficulty = item_rng.normal(0, 1, n_items)
     depth = item_rng.integers(1, 6, n_items)
@@ -56,7 +58,7 @@ def job_records(head: str, seed: int, *, n_items: int, ks: tuple[int, ...], n_dr
                 "job_id": job_id(head, seed, n_iterations, eval_seed),
                 "checkpoint": f"ckpt/{head}-seed{seed}",
                 "config_label": head, "train_seed": seed, "eval_seed": eval_seed, "task": "gsm8k",
-                "split": "test", "mode": "teacher_forced", "n_iterations": n_iterations,
+                "split": "test", "mode": mode, "n_iterations": n_iterations,
                 "condition": condition, "intervention": intervention,
                 "site": "none" if k is None else "head_input", "k": k, "draw": draw,
                 "item_id": f"gsm8k-{j:04d}", "doc_hash": f"{j:016x}", "prompt_hash": f"{j:016x}",
@@ -68,6 +70,9 @@ def job_records(head: str, seed: int, *, n_items: int, ks: tuple[int, ...], n_dr
                 "bits_per_byte": nats / np.log(2) / int(n_target[j]),
                 "tf_exact_match": bool(correct[j]), "prediction": "",
                 "correct": float(correct[j]), "erank_per_iter": trajectory.tolist(),
+                **({} if mode != "generative" else {
+                    "correct_strict": bool(correct[j]), "correct_flexible": bool(correct[j]),
+                    "correct_numeric": bool(correct[j]) or j % 4 == 0}),
             })
     frame = pd.DataFrame(rows)
     if identity_k is not None:
@@ -84,12 +89,14 @@ def write_run(run_dir: Path, *, seeds: tuple[int, ...] = (0, 1, 2), heads: tuple
               n_items: int = 16, ks: tuple[int, ...] = (1, 2, 4), n_draws: int = 2,
               n_iterations: int = 3, skip_jobs: int = 0, n_boot: int = 100,
               eval_seeds: tuple[int, ...] = (0,), d: int | None = 16,
-              identity_k: int | None = None) -> Path:
+              identity_k: int | None = None, mode: str = "teacher_forced",
+              options: dict[str, Any] | None = None) -> Path:
     """A run directory whose manifest lists every (head, seed, eval seed) job; the last
     ``skip_jobs`` jobs get no records (an incomplete run). The checkpoints' matrix size
     ``d`` goes into the manifest (None: a manifest from before d was recorded); with the
     default ks no rank cut keeps the states. ``n_boot`` < 2000 makes it a smoke run.
-    ``identity_k``: the k whose rank cuts return the unablated outcomes (an exact identity)."""
+    ``identity_k``: the k whose rank cuts return the unablated outcomes (an exact identity).
+    ``mode`` and the task's ``options`` go into the records and the config."""
     jobs = [(head, seed, e) for head in heads for seed in seeds for e in eval_seeds]
     config = {
         "version": 1, "name": run_dir.name, "description": "synthetic run for report tests",
@@ -99,7 +106,7 @@ def write_run(run_dir: Path, *, seeds: tuple[int, ...] = (0, 1, 2), heads: tuple
                           {"name": "random_rank_k", "site": "head_input", "k": list(ks),
                            "draws": n_draws}],
         "tasks": [{"name": "gsm8k", "split": "test", "limit": n_items,
-                   "mode": "teacher_forced", "few_shot": 0}],
+                   "mode": mode, "few_shot": 0, **({"options": options} if options else {})}],
         "eval_seeds": list(eval_seeds), "iterations": [n_iterations], "batch_size": 8,
         "device": "cpu",
         "stats": {"tost_margin": 0.05, "level": 0.95, "n_boot": n_boot, "seed": 7,
@@ -120,7 +127,7 @@ def write_run(run_dir: Path, *, seeds: tuple[int, ...] = (0, 1, 2), heads: tuple
             store.write(job_id(head, seed, n_iterations, eval_seed),
                         job_records(head, seed, n_items=n_items, ks=ks, n_draws=n_draws,
                                     n_iterations=n_iterations, rng=rng, eval_seed=eval_seed,
-                                    identity_k=identity_k))
+                                    identity_k=identity_k, mode=mode))
     return run_dir
 
 

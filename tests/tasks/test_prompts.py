@@ -92,11 +92,29 @@ def test_generative_example_carries_stops_cap_and_exemplar_ids() -> None:
     example = generative_example(
         pool[0], GSM8K_FORMAT, pool=pool, k=2, rng=np.random.default_rng(0)
     )
-    assert example.stop_sequences == ("\n\nQuestion:", "\n\n")
+    # lm-evaluation-harness's GSM8K generation_kwargs.until (task version 3.0).
+    assert example.stop_sequences == ("Question:", "</s>", "<|im_end|>")
     assert example.max_new_tokens == 256
     assert len(example.exemplar_ids) == 2 and "i0" not in example.exemplar_ids
     assert example.prompt.endswith("Question: Question number 0?\nAnswer:")
     assert example.prompt.count("Question:") == 3
+
+
+def test_lm_eval_stops_keep_a_blank_line_and_what_follows_it() -> None:
+    # Before, "\n\n" was a stop too, and this output lost its answer line.
+    text = " Step 1: 3+4=7\n\nStep 2: 7*2=14\n#### 24\n\nQuestion: next"
+    assert truncate_at_stop(text, GSM8K_FORMAT.stop_sequences) == (
+        " Step 1: 3+4=7\n\nStep 2: 7*2=14\n#### 24\n\n")
+
+
+def test_a_task_stop_option_replaces_the_stops_of_its_generation_format() -> None:
+    task = get_task("gsm8k", stop=["\n\n"])
+    assert task.generation_format.stop_sequences == ("\n\n",)
+    assert task.generation_format.final_answer_prefix == GSM8K_FORMAT.final_answer_prefix
+    assert get_task("synthetic").generation_format.stop_sequences == GSM8K_FORMAT.stop_sequences
+    # OpenR1's solutions hold blank lines: only a new question ends them (lm-eval has no
+    # OpenR1 task, so its stop stays ablate's own).
+    assert get_task("openr1").generation_format.stop_sequences == ("\n\nQuestion:",)
 
 
 def test_truncate_at_the_earliest_stop() -> None:
