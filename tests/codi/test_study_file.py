@@ -89,8 +89,11 @@ def test_the_translation_keeps_the_study_conditions(n_latents, d, expected):
     assert [c.label for c in latent_conditions(conditions, n_latents, d)] == expected
 
 
-def test_the_shipped_study_file_loads_as_an_experiment_of_its_checkpoint():
-    experiment = load_experiment(REPO / "experiments" / "codi_rank_dynamics.toml").resolve()
+STUDY_FILE = REPO / "tests" / "codi" / "data" / "codi_study.toml"  # as once shipped
+
+
+def test_the_once_shipped_study_file_loads_as_an_experiment_of_its_checkpoint():
+    experiment = load_experiment(STUDY_FILE).resolve()
     assert experiment.model == CODI and Path(experiment.checkpoints[0].path).is_dir()
     assert experiment.n_latents == (0, 6) and experiment.tasks[0].mode == "generative"
 
@@ -108,75 +111,17 @@ def test_study_files_reject_unknown_keys_and_other_kinds():
                    "s.toml")
 
 
-# experiments/codi_rank_dynamics.toml written as an experiment (the checkpoint has d = 8,
-# so the study's k <= d and k < d become explicit lists).
-NEW_SYNTAX = """
-version = 1
-name = "codi-rank-dynamics"
-n_latents = [0, 6]
-eval_seeds = [0]
-batch_size = 50
-
-[[checkpoints]]
-path = "{checkpoint}"
-label = "codi-synthetic"
-train_seed = 0
-model = "codi"
-
-[[tasks]]
-name = "synthetic"
-split = "test"
-limit = 3
-mode = "generative"
-max_new_tokens = 16
-options = {{ min_depth = 1, max_depth = 3, max_value = 5, max_total = 10, n_items = 20000 }}
-
-[[interventions]]
-name = "svd_rank_k"
-site = "latent"
-k = [1, 2, 4, 8]
-
-[[interventions]]
-name = "random_rank_k"
-site = "latent"
-k = [1, 2, 4]
-draws = 2
-
-[[interventions]]
-name = "svd_rank_k"
-site = "latent.0"
-k = [1, 2, 4, 8]
-
-[[interventions]]
-name = "random_rank_k"
-site = "latent.0"
-k = [1, 2, 4]
-draws = 2
-
-[[interventions]]
-name = "svd_rank_k"
-site = "latent.5"
-k = [1, 2, 4, 8]
-
-[[interventions]]
-name = "random_rank_k"
-site = "latent.5"
-k = [1, 2, 4]
-draws = 2
-"""
-
-
-def test_the_shipped_study_and_its_experiment_syntax_write_the_same_records(tmp_path):
+def test_the_study_file_and_the_shipped_experiment_write_the_same_records(tmp_path):
+    # experiments/codi_rank_dynamics.toml is the old study file in experiment syntax.
     from ablate.executors import run_experiment
     from ablate.store import read_records
 
+    study = load_experiment(STUDY_FILE).resolve(limit=3)
     shipped = load_experiment(REPO / "experiments" / "codi_rank_dynamics.toml").resolve(limit=3)
-    path = tmp_path / "codi.toml"
-    path.write_text(NEW_SYNTAX.format(checkpoint=REPO / "checkpoints" / "codi-synthetic"))
-    written = load_experiment(path).resolve()
-    assert written.codi_study is None and written.config_hash() != shipped.config_hash()
+    assert shipped.codi_study is None and study.codi_study is not None
+    assert shipped.config_hash() != study.config_hash()
     frames = []
-    for name, experiment in (("study", shipped), ("experiment", written)):
+    for name, experiment in (("study", study), ("experiment", shipped)):
         run_experiment(experiment, tmp_path / name)
         records = read_records(tmp_path / name).drop(columns="job_id")
         keys = ["config_label", "condition", "item_id"]
