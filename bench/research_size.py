@@ -9,11 +9,14 @@ random: speed does not depend on what a model learned.
 The yardstick of every throughput ratio is ``torch.bmm`` on 32x32 float32 matrices in
 the same process, measured right next to the method: FLOPs / (FLOPs at the bmm rate).
 Its rate depends on the batch of matrices (in cache or not), so ``bmm_rate`` reports the
-best of a range of batch sizes: the ratio never flatters the method.
+best of a range of batch sizes: the ratio never flatters the method. Steps bound by
+memory traffic (decoding over a long cache) are also set against the bytes they must
+read at ``read_rate``, the best rate of reading one large tensor in the same process.
 
     >>> model = research_model()
     >>> items = gsm8k_items(8)
     >>> rate = bmm_rate()            # GFLOP/s
+    >>> bandwidth = read_rate()      # GB/s
 """
 
 from __future__ import annotations
@@ -83,6 +86,21 @@ def bmm_rate(sizes: tuple[int, ...] = (64, 256, 1024), seconds: float = 0.3,
             if device != "cpu":
                 torch.cuda.synchronize()
         best = max(best, calls * 2 * n * D**3 / (clock() - start) / 1e9)
+    return best
+
+
+def read_rate(megabytes: int = 256, seconds: float = 0.3) -> float:
+    """GB/s of reading a float32 tensor of ``megabytes`` (a sum over it, far larger than
+    the caches) per second of this process's CPU time, best of the calls in ``seconds``:
+    the memory-bandwidth yardstick of steps that are bound by reading cached keys and
+    values."""
+    x = torch.ones(megabytes * 2**20 // 4)
+    x.sum()
+    best, start = 0.0, time.process_time()
+    while time.process_time() - start < seconds:
+        t = time.process_time()
+        x.sum()
+        best = max(best, x.numel() * 4 / max(time.process_time() - t, 1e-9) / 1e9)
     return best
 
 

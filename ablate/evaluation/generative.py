@@ -161,12 +161,14 @@ class _Decoder:
         return autocast(self.device, self.precision)
 
     def prompt_pass(
-        self, batch: Sequence[EncodedPrompt], reserve: int
+        self, batch: Sequence[EncodedPrompt]
     ) -> tuple[_Prefill, list[torch.Tensor], Any]:
         """Run the prompts (under whatever hooks are attached). Returns the prefill, the
         states, and the real positions (rows, cols, last)."""
         ids, mask, positions = left_pad([p.prompt_ids for p in batch], self.device)
-        cache = DecodeCache(reserve=reserve)
+        # No room reserved: generated tokens go to the shared-prefix cache's own buffers,
+        # and a prompt cache that holds exactly the prompt is read as it is (contiguous).
+        cache = DecodeCache()
         with self._precision():
             states = self.model(ids, self.T, attention_mask=mask, position_ids=positions,
                                 cache=cache, return_states=True, head=False).states
@@ -235,7 +237,8 @@ class _Decoder:
                 states = self.model(tokens[:, None], self.T, position_ids=positions[:, None],
                                     cache=cache, return_states=True, head=False).states
             positions = positions + 1
-            eranks = torch.stack([effective_rank(S[:, 0]).cpu() for S in states[: self.T + 1]])
+            # (T+1, n_active): one call for all states (the same values as one per state)
+            eranks = effective_rank(torch.stack([S[:, 0] for S in states[: self.T + 1]])).cpu()
             logits = self._next_logits(states, active, branches, eranks, apply)
 
     def _next_logits(self, states: list[torch.Tensor], active: list[tuple[int, int]],
@@ -331,7 +334,7 @@ def run_generative(
         row_bytes = reserve * _position_bytes(model, n_iterations)
         per_decode = max(1, budget // max(1, len(batch) * row_bytes))
         if shared:
-            prefill, states, (rows, cols, last) = decoder.prompt_pass(encoded, reserve)
+            prefill, states, (rows, cols, last) = decoder.prompt_pass(encoded)
             ends = BackboneEnds(pre_norm=states[n_iterations][rows, cols],
                                 head_input=states[-1][rows, cols])
             del states
@@ -348,7 +351,7 @@ def run_generative(
                 store(batch, group, decoder.decode(encoded, prefill, group, apply=True))
         for ci in separate:
             with model.hooks(conditions[ci].hooks(eval_seed)):
-                prefill, states, (rows, cols, last) = decoder.prompt_pass(encoded, reserve)
+                prefill, states, (rows, cols, last) = decoder.prompt_pass(encoded)
                 branch = decoder.branch(prefill, ci, conditions[ci], states[-1][rows, cols],
                                         rows, last)
                 del states

@@ -11,13 +11,15 @@ large (2·d² floats per position per (t, layer): 512 KiB per position at d = 32
   (training a CODI model through it) it concatenates instead, as writing into a buffer
   that a backward pass still needs is not allowed.
 * ``SharedPrefixCache``: greedy decoding of C continuations of each of G prompts (one per
-  evaluation condition) as G·C rows of one batch. The prompts' keys and values stay in
-  the prompt pass's ``DecodeCache`` and are read once per prompt for all its
-  continuations (the continuations' queries attend to them as one matrix product); each
-  row's generated tokens go to its own buffer. Rows that finish are left in place and
+  evaluation condition) as G·C rows of one batch. It takes over the prompt pass's keys
+  and values (``DecodeCache.prefix_parts``: contiguous keys, values as columns, the
+  layouts read fastest; the prompt cache cannot be extended afterwards) and reads them
+  once per prompt for all its continuations (the continuations' queries attend to them
+  as one matrix product); each row's generated tokens go to its own position-major
+  buffer, whose filled part is contiguous. Rows that finish are left in place and
   skipped until at most half are active, then the buffers are compacted.
 
-    >>> cache = DecodeCache(reserve=16)
+    >>> cache = DecodeCache()
     >>> model(prompt_ids, cache=cache)                      # doctest: +SKIP
     >>> branches = SharedPrefixCache(cache, n_branches=11, capacity=16)  # doctest: +SKIP
     >>> model(next_ids, position_ids=positions, cache=branches)         # doctest: +SKIP
@@ -73,6 +75,7 @@ class DecodeCache:
         self._ids: torch.Tensor | None = None
         self.key_valid: torch.Tensor | None = None  # (B, length) bool, when padded
         self._shared: set[Slot] = set()  # slots whose buffers a fork also holds
+        self._prefix_parts: dict[Slot, KV] | None = None  # once handed to shared decoding
 
     @property
     def ids(self) -> torch.Tensor | None:
@@ -86,6 +89,26 @@ class DecodeCache:
         """The filled part of a slot's buffers, each (B, H, length, h, d)."""
         K, V = self.kv[slot]
         return K[:, :, : self.length], V[:, :, : self.length]
+
+    def prefix_parts(self) -> dict[Slot, KV]:
+        """The prompt's keys and values for shared-prefix decoding, per slot: keys
+        (B, H, length, h, d) and values as columns, (B, H, h·d, length), both contiguous
+        (every decode step reads all of them; strided keys and values read as rows are
+        ~2.5x and ~1.5x slower on CPU). The buffers are converted slot by slot and the
+        old ones dropped, so no second copy of the cache is held; afterwards this cache
+        keeps only these parts (more shared-prefix caches can be built from it) and
+        cannot run further positions."""
+        if self._prefix_parts is None:
+            parts: dict[Slot, KV] = {}
+            for slot in list(self.kv):
+                K, V = self.keys_values(slot)
+                del self.kv[slot]
+                B, H, L, h, d = V.shape
+                parts[slot] = (K.contiguous(),
+                               V.reshape(B, H, L, h * d).transpose(2, 3).contiguous())
+                del K, V
+            self._prefix_parts = parts
+        return self._prefix_parts
 
     def fork(self) -> DecodeCache:
         """An independent copy: both share the buffers until one of them writes (then
@@ -160,6 +183,10 @@ class DecodeCache:
                        device: torch.device) -> torch.Tensor | None:
         """Bool (B|1, 1, L, length+L) or None for the plain causal fast path; records
         which keys are padding for later calls."""
+        if self._prefix_parts is not None:
+            raise AblateError("this prompt cache was handed to shared-prefix decoding "
+                              "(prefix_parts) and holds no buffers to extend; run the "
+                              "prompt through a fresh DecodeCache")
         past = self.length
         if attention_mask is None and self.key_valid is not None:
             # Earlier chunks were padded: keep masking their padding in later chunks.
@@ -221,16 +248,20 @@ class SharedPrefixCache:
 
     def __init__(self, prefix: DecodeCache, n_branches: int, capacity: int,
                  static: bool = False) -> None:
-        if not prefix.kv:
+        if not prefix.kv and not prefix._prefix_parts:
             raise AblateError("the prompt cache is empty: run the prompt pass through it first")
-        G = next(iter(prefix.kv.values()))[0].shape[0]
+        # Keys (G, H, Lp, h, d) and values as columns (G, H, h·d, Lp), contiguous; the
+        # prompt cache gives up its buffers for them (DecodeCache.prefix_parts).
+        self._prefix = dict(prefix.prefix_parts())
+        G = next(iter(self._prefix.values()))[0].shape[0]
         self.n_branches = C = int(n_branches)
+        self.static = static
         Lp = prefix.length
-        self._prefix = {slot: prefix.keys_values(slot) for slot in prefix.kv}
         valid = prefix.key_valid
         device = next(iter(self._prefix.values()))[0].device
         self._prefix_valid = (valid if valid is not None
                               else torch.ones(G, Lp, dtype=torch.bool, device=device))
+        self._prefix_padding = self._padding()
         self._prefix_ids = prefix.ids  # (G, Lp) or None
         self._group = torch.arange(G, device=device)  # prompt of each prefix row
         self._grid = (G, C)  # slots: prefix row g, branch c -> slot g * C + c
@@ -241,7 +272,6 @@ class SharedPrefixCache:
         self._generated: list[torch.Tensor] = []  # (slots,) token ids per step
         self.prefix_length = Lp
         self.steps = 0
-        self.static = static
         self._step = torch.zeros((), dtype=torch.long, device=device)  # the steps, on device
 
     @property
@@ -293,19 +323,26 @@ class SharedPrefixCache:
         if len(kept) < G:
             self._prefix = {slot: (K[kept], V[kept]) for slot, (K, V) in self._prefix.items()}
             self._prefix_valid = self._prefix_valid[kept]
+            self._prefix_padding = self._padding()
             if self._prefix_ids is not None:
                 self._prefix_ids = self._prefix_ids[kept]
         for slot, (K, V) in self._suffix.items():
             fresh = []
             for old in (K, V):
-                new = old.new_zeros(len(kept) * C2, *old.shape[1:])
-                new[new_slots] = old[self._active]
+                new = old.new_zeros(old.shape[0], len(kept) * C2, *old.shape[2:])
+                new[:, new_slots] = old[:, self._active]
                 fresh.append(new)
             self._suffix[slot] = (fresh[0], fresh[1])
         self._generated = [self._scatter(step[self._active], new_slots, len(kept) * C2)
                            for step in self._generated]
         self._grid = (len(kept), C2)
         self._active = new_slots
+
+    def _padding(self) -> torch.Tensor | None:
+        """(G, 1, 1, Lp) True at the prompts' padding, or None when there is none."""
+        if self.static or not bool(self._prefix_valid.all()):
+            return ~self._prefix_valid[:, None, None, :]
+        return None
 
     @staticmethod
     def _scatter(values: torch.Tensor, slots: torch.Tensor, n: int) -> torch.Tensor:
@@ -329,33 +366,34 @@ class SharedPrefixCache:
     def attend(self, slot: Slot, attn: _MatrixAttention, q: torch.Tensor, k: torch.Tensor,
                v: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
         """q, k, v (rows, H, 1, h, d) of the live rows -> attention output, same shape."""
+        if self.static:
+            return self._attend_static(slot, attn, q, k, v)
         G, C = self._grid
         n_slots = G * C
         s = self.steps
         _, H, _, h, d = q.shape
-        if self.static:
-            return self._attend_static(slot, attn, q, k, v)
-        K_s, V_s = self._suffix_buffers(slot, k, n_slots, s + 1)
-        K_s[self._active, :, s] = k[:, :, 0]
-        V_s[self._active, :, s] = v[:, :, 0]
+        K_s, V_s = self._suffix_buffers(slot, k, n_slots, s + 1)  # (capacity, slots, H, h, d)
         # (slots, H, h, d); with every slot live in slot order, no scatter is needed
-        new_q = q[:, :, 0]
-        grid_q = new_q if self._all_live else self._scatter(new_q, self._active, n_slots)
+        if self._all_live:
+            K_s[s], V_s[s], grid_q = k[:, :, 0], v[:, :, 0], q[:, :, 0]
+        else:
+            K_s[s, self._active], V_s[s, self._active] = k[:, :, 0], v[:, :, 0]
+            grid_q = self._scatter(q[:, :, 0], self._active, n_slots)
+        K_own, V_own = K_s[: s + 1], V_s[: s + 1]  # contiguous
         by_prompt = grid_q.view(G, C, H, h, d).transpose(1, 2)  # (G, H, C, h, d)
-        K_p, V_p = self._prefix[slot]  # (G, H, Lp, h, d)
+        K_p, V_p = self._prefix[slot]  # (G, H, Lp, h, d), (G, H, h·d, Lp)
         prefix_scores = attn.scores(by_prompt, K_p)  # (G, H, C, Lp)
-        prefix_scores = prefix_scores.masked_fill(~self._prefix_valid[:, None, None, :],
-                                                  float("-inf"))
-        own_q = grid_q[:, :, None]  # (slots, H, 1, h, d)
-        own_scores = attn.scores(own_q, K_s[:, :, : s + 1])  # (slots, H, 1, s+1)
+        if self._prefix_padding is not None:
+            prefix_scores = prefix_scores.masked_fill(self._prefix_padding, float("-inf"))
+        own_scores = attn.scores_each(grid_q, K_own)  # (slots, H, s+1)
         Lp = K_p.shape[2]
-        scores = torch.cat([prefix_scores.transpose(1, 2).reshape(n_slots, H, 1, Lp),
+        scores = torch.cat([prefix_scores.transpose(1, 2).reshape(n_slots, H, Lp),
                             own_scores], dim=-1)
         w = torch.softmax(scores, dim=-1)
-        w_prefix = w[..., :Lp].reshape(G, C, H, Lp).transpose(1, 2)  # (G, H, C, Lp)
-        out_prefix = attn.mix(w_prefix, by_prompt, K_p, V_p)  # (G, H, C, h, d)
-        out_own = attn.mix(w[..., Lp:], own_q, K_s[:, :, : s + 1], V_s[:, :, : s + 1])
-        out = out_prefix.transpose(1, 2).reshape(n_slots, H, 1, h, d) + out_own
+        w_prefix = w[..., :Lp].view(G, C, H, Lp).transpose(1, 2)  # (G, H, C, Lp)
+        out_prefix = attn.mix_columns(w_prefix, by_prompt, K_p, V_p)  # (G, H, C, h, d)
+        out_own = attn.mix_each(w[..., Lp:], grid_q, K_own, V_own)  # (slots, H, h, d)
+        out = out_prefix.transpose(1, 2).reshape(n_slots, H, h, d).add_(out_own)[:, :, None]
         return out if self._all_live else out[self._active]
 
     def _attend_static(self, slot: Slot, attn: _MatrixAttention, q: torch.Tensor,
@@ -364,33 +402,41 @@ class SharedPrefixCache:
         G, C = self._grid
         R, H, _, h, d = q.shape
         K_s, V_s = self._suffix_buffers(slot, k, R, self._capacity)
-        K_s.index_copy_(2, self._step.view(1), k)
-        V_s.index_copy_(2, self._step.view(1), v)
-        by_prompt = q[:, :, 0].view(G, C, H, h, d).transpose(1, 2)  # (G, H, C, h, d)
+        K_s.index_copy_(0, self._step.view(1), k.permute(2, 0, 1, 3, 4))
+        V_s.index_copy_(0, self._step.view(1), v.permute(2, 0, 1, 3, 4))
+        own_q = q[:, :, 0]  # (R, H, h, d)
+        by_prompt = own_q.view(G, C, H, h, d).transpose(1, 2)  # (G, H, C, h, d)
         K_p, V_p = self._prefix[slot]
-        prefix_scores = attn.scores(by_prompt, K_p).masked_fill(
-            ~self._prefix_valid[:, None, None, :], float("-inf"))  # (G, H, C, Lp)
-        own_scores = attn.scores(q, K_s)  # (R, H, 1, capacity)
-        future = torch.arange(K_s.shape[2], device=q.device) > self._step
+        prefix_scores = attn.scores(by_prompt, K_p)  # (G, H, C, Lp)
+        if self._prefix_padding is not None:
+            prefix_scores = prefix_scores.masked_fill(self._prefix_padding, float("-inf"))
+        own_scores = attn.scores_each(own_q, K_s)  # (R, H, capacity)
+        future = torch.arange(K_s.shape[0], device=q.device) > self._step
         own_scores = own_scores.masked_fill(future, float("-inf"))
         Lp = K_p.shape[2]
-        scores = torch.cat([prefix_scores.transpose(1, 2).reshape(R, H, 1, Lp), own_scores], -1)
+        scores = torch.cat([prefix_scores.transpose(1, 2).reshape(R, H, Lp), own_scores], -1)
         w = torch.softmax(scores, dim=-1)
         w_prefix = w[..., :Lp].reshape(G, C, H, Lp).transpose(1, 2)
-        out_prefix = attn.mix(w_prefix, by_prompt, K_p, V_p).transpose(1, 2)
-        return out_prefix.reshape(R, H, 1, h, d) + attn.mix(w[..., Lp:], q, K_s, V_s)
+        out_prefix = attn.mix_columns(w_prefix, by_prompt, K_p, V_p).transpose(1, 2)
+        out = out_prefix.reshape(R, H, h, d) + attn.mix_each(w[..., Lp:], own_q, K_s, V_s)
+        return out[:, :, None]
 
     def _suffix_buffers(self, slot: Slot, like: torch.Tensor, n_slots: int, end: int) -> KV:
+        """The slot's own keys and values, (capacity, slots, H, h, d): position-major, so
+        that the filled part [0, end) is contiguous."""
         buffers = self._suffix.get(slot)
         _, H, _, h, d = like.shape
+        # Only the static variant reads positions not yet written (masked, so they must
+        # be finite); the dynamic one reads [0, end), so its buffers need no zeroing.
+        allocate = like.new_zeros if self.static else like.new_empty
         if buffers is None:
-            buffers = tuple(like.new_zeros(n_slots, H, max(self._capacity, end), h, d)
+            buffers = tuple(allocate(max(self._capacity, end), n_slots, H, h, d)
                             for _ in range(2))
-        elif end > buffers[0].shape[2]:
+        elif end > buffers[0].shape[0]:
             grown = []
             for old in buffers:
-                new = old.new_zeros(n_slots, H, max(end, 2 * old.shape[2]), h, d)
-                new[:, :, : old.shape[2]] = old
+                new = allocate(max(end, 2 * old.shape[0]), n_slots, H, h, d)
+                new[: old.shape[0]] = old
                 grown.append(new)
             buffers = tuple(grown)
         self._suffix[slot] = buffers  # type: ignore[assignment]

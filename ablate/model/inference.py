@@ -20,7 +20,6 @@ measures the speed.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import torch
@@ -31,7 +30,7 @@ from ablate.model.layers import MatrixRMSNorm, MultiplicativeThinkingLayer, RowT
 if TYPE_CHECKING:
     from ablate.model.attention import _MatrixAttention
     from ablate.model.cache import AttentionCache
-    from ablate.model.thinker import MatrixThinker
+    from ablate.model.thinker import MatrixThinker, ThinkingBlock
 
 # Matrix entries per chunk on CPU: 65536 float32 (256 KiB per (d, n, d) tensor, 64
 # positions at d = 32, 1024 at d = 8), so a thinking layer's working set stays in a
@@ -70,8 +69,8 @@ def _flat(R: torch.Tensor, rows: slice, cols: slice) -> torch.Tensor:
 
 def _norm(norm: MatrixRMSNorm, X: torch.Tensor) -> torch.Tensor:
     """MatrixRMSNorm of the n matrices of X (d, n, d)."""
-    r = torch.sqrt(X.pow(2).mean(dim=(0, 2), keepdim=True) + norm.eps)  # (1, n, 1)
-    return (X / r) * norm.weight[:, None, :]
+    r = X.pow(2).mean(dim=(0, 2), keepdim=True).add_(norm.eps).sqrt_()  # (1, n, 1)
+    return torch.div(X, r).mul_(norm.weight[:, None, :])
 
 
 def _project(p: RowThenColProjection, X: torch.Tensor) -> torch.Tensor:
@@ -81,44 +80,49 @@ def _project(p: RowThenColProjection, X: torch.Tensor) -> torch.Tensor:
     return torch.mm(Y.view(-1, d), p.B).view(d, -1, d)  # rows of every X_j times B
 
 
-def _project_each(projections: Sequence[RowThenColProjection], X: torch.Tensor) -> torch.Tensor:
-    """silu(A_p X) B_p for every projection p: (P, d, n, d) from X (d, n, d), with one
-    product for all the A_p and one batched product for the B_p."""
-    d, P = X.shape[0], len(projections)
-    A = torch.cat([p.A for p in projections])  # (P*d, d)
+def _project_each(A: torch.Tensor, B: torch.Tensor, X: torch.Tensor) -> torch.Tensor:
+    """silu(A_p X) B_p for P projections packed as A (P*d, d) and B (P, d, d): (P, d, n, d)
+    from X (d, n, d), with one product for all the A_p and one batched one for the B_p."""
+    d, P = X.shape[0], B.shape[0]
     Y = F.silu(torch.mm(A, X.reshape(d, -1)), inplace=True)  # (P*d, n*d)
-    B = torch.stack([p.B for p in projections])  # (P, d, d)
     return torch.bmm(Y.view(P, -1, d), B).view(P, d, -1, d)
 
 
-def _project_pairwise(projections: Sequence[RowThenColProjection],
-                      X: torch.Tensor) -> torch.Tensor:
-    """silu(A_p X_p) B_p for X (P, d, n, d): projection p of input p."""
-    P, d = X.shape[:2]
-    A = torch.stack([p.A for p in projections])  # (P, d, d)
-    Y = F.silu(torch.bmm(A, X.reshape(P, d, -1)), inplace=True)  # (P, d, n*d)
-    B = torch.stack([p.B for p in projections])
-    return torch.bmm(Y.view(P, -1, d), B).view(P, d, -1, d)
+class _BlockWeights:
+    """A block's weights in the layouts the chunked steps use. Blocks are weight-tied
+    across iterations, so ``run_blocks`` packs them once per forward, not per call (the
+    arithmetic is the same as with weights packed at every call)."""
+
+    def __init__(self, block: ThinkingBlock) -> None:
+        attn, think = block.attn, block.think
+        qkv = (attn.q_proj, attn.k_proj, attn.v_proj)
+        self.qkv = torch.cat([p.A for p in qkv]), torch.stack([p.B for p in qkv])
+        four = (think.delta_gate, think.delta_value, think.gamma_gate, think.gamma_value)
+        self.gates_values = torch.cat([p.A for p in four]), torch.stack([p.B for p in four])
+        ups = (think.delta_up, think.gamma_up)
+        self.up = torch.stack([p.A for p in ups]), torch.stack([p.B for p in ups])
+        self.scale = think.scale.clamp(0.01, 0.5)
+        self.gate_w = torch.stack([think.gate_mult_W, think.gate_write_W])[:, :, None, :]
 
 
-def _think(layer: MultiplicativeThinkingLayer, M: torch.Tensor,
+def _think(layer: MultiplicativeThinkingLayer, weights: _BlockWeights, M: torch.Tensor,
            out: torch.Tensor | None = None) -> torch.Tensor:
-    """The thinking layer (spec §2.5) on M (d, n, d): M + update, into ``out`` if given."""
+    """The thinking layer (spec §2.5) on M (d, n, d): M + update, into ``out`` if given;
+    ``weights`` are its block's, packed."""
     X = _norm(layer.norm, M)  # (d, n, d)
     d = X.shape[0]
-    s = layer.scale.clamp(0.01, 0.5)
-    gates_values = _project_each((layer.delta_gate, layer.delta_value, layer.gamma_gate,
-                                  layer.gamma_value), X)  # (4, d, n, d)
-    inner = F.silu(gates_values[0::2]).mul_(gates_values[1::2])  # (2, d, n, d)
-    factors = _project_pairwise((layer.delta_up, layer.gamma_up), inner)  # Δ, Γ before s
-    factors = factors.mul_(s).add_(layer.I[:, None, :]).transpose(1, 2)  # (2, n, d, d): I+Δ, I+Γ
+    gates_values = _project_each(*weights.gates_values, X)  # (4, d, n, d)
+    inner = F.silu(gates_values[0::2], inplace=True).mul_(gates_values[1::2])  # (2, d, n, d)
+    A, B = weights.up
+    Y = F.silu(torch.bmm(A, inner.reshape(2, d, -1)), inplace=True)  # (2, d, n*d)
+    factors = torch.bmm(Y.view(2, -1, d), B).view(2, d, -1, d)  # Δ, Γ before s
+    factors = factors.mul_(weights.scale).add_(layer.I[:, None, :]).transpose(1, 2)  # I+Δ, I+Γ
     Xm = X.transpose(0, 1)  # (n, d, d): the matrices themselves
     update = torch.bmm(torch.bmm(factors[0], Xm), factors[1])  # (I+Δ) X (I+Γ), (n, d, d)
     rows = X.view(-1, d)  # (d*n, d): every row of every matrix
     k = torch.mv(rows, layer.key_col[:, 0]).view(d, -1)  # (d, n): X_j key_col
     v = torch.mv(rows, layer.val_col[:, 0]).view(d, -1)
-    gate_w = torch.stack([layer.gate_mult_W, layer.gate_write_W])[:, :, None, :]  # (2, d, 1, d)
-    gates = (X * gate_w).sum(1).sum(-1)  # (2, n): <W, X_j> for both gates
+    gates = (X * weights.gate_w).sum(1).sum(-1)  # (2, n): <W, X_j> for both gates
     g_m = torch.sigmoid(gates[0] + layer.gate_mult_bias)  # (n,)
     g_w = torch.sigmoid(gates[1] + layer.gate_write_bias)
     update = update.to(X.dtype)  # float32 under autocast, as on the reference path
@@ -142,6 +146,7 @@ def _attention(
     cache: AttentionCache | None,
     pieces: list[tuple[slice, slice]],
     buffers: dict[str, torch.Tensor],
+    weights: _BlockWeights,
 ) -> torch.Tensor:
     """The attention output O (B, H, L, h, d) of every position of R (d, B, L, d)."""
     d, B, L, _ = R.shape
@@ -150,19 +155,23 @@ def _attention(
     # projections that produce them return it.
     autocast = R.is_cuda and torch.is_autocast_enabled("cuda")
     dtype = torch.get_autocast_dtype("cuda") if autocast else R.dtype
-    if "q" not in buffers or buffers["q"].shape != shape or buffers["q"].dtype != dtype:
-        buffers.update({name: R.new_empty(shape, dtype=dtype) for name in ("q", "k", "v")})
-    q = buffers["q"]
-    k, v = buffers["k"], buffers["v"]
+    qkv = buffers.get("qkv")
+    if qkv is None or qkv.shape[1:] != shape or qkv.dtype != dtype:
+        buffers["qkv"] = qkv = R.new_empty((3, *shape), dtype=dtype)
+    q, k, v = qkv.unbind(0)
     reserved = cache.reserve(slot, shape, q) if cache is not None else None
     if reserved is not None:
         k, v = reserved  # written straight into the cache
+    H, h = attn.n_heads, attn.head_dim
     for rows, cols in pieces:
         X = _norm(attn.norm, _flat(R, rows, cols))
         nb, nl = rows.stop - rows.start, cols.stop - cols.start
-        projected = _project_each((attn.q_proj, attn.k_proj, attn.v_proj), X)  # (3, d, n, d)
-        for P, dst in zip(projected, (q, k, v), strict=True):
-            dst[rows, :, cols] = _heads(attn, P, nb, nl)
+        projected = _project_each(*weights.qkv, X)  # (3, d, n, d): q, k, v
+        if reserved is None:  # one copy into the (3, B, H, L, h, d) layout
+            qkv[:, rows, :, cols] = projected.view(3, H, h, nb, nl, d).permute(0, 3, 1, 4, 2, 5)
+        else:
+            for P, dst in zip(projected, (q, k, v), strict=True):
+                dst[rows, :, cols] = _heads(attn, P, nb, nl)
     if cache is None:
         return attn.attend(q, k, v, mask, causal=mask is None)
     return cache.attend(slot, attn, q, k, v, mask)
@@ -201,11 +210,13 @@ def run_blocks(
     size = max(1, CPU_CHUNK_ENTRIES // d**2) if M.device.type == "cpu" else max(B * L, 1)
     pieces = chunks(B, L, size)
     buffers: dict[str, torch.Tensor] = {}
+    weights = [_BlockWeights(block) for block in model.layers]
     states: list[torch.Tensor] = []
     ranks: list[float] = []
     for t in range(1, T + 1):
         for i, block in enumerate(model.layers):
-            O = _attention(model, block.attn, R, (t, i), mask, cache, pieces, buffers)
+            O = _attention(model, block.attn, R, (t, i), mask, cache, pieces, buffers,
+                           weights[i])
             out = torch.empty_like(R)
             attn_name = f"iter.{t}.layer.{i}.attn.hook_out"
             if model.has_hook(attn_name):  # the sublayer output must be whole for the hook
@@ -213,11 +224,12 @@ def run_blocks(
                     _flat(out, rows, cols).copy_(_attention_output(block.attn, O, R, rows, cols))
                 R, out = _fire(model, attn_name, out), torch.empty_like(R)
                 for rows, cols in pieces:
-                    _think(block.think, _flat(R, rows, cols), out=_flat(out, rows, cols))
+                    _think(block.think, weights[i], _flat(R, rows, cols),
+                           out=_flat(out, rows, cols))
             else:
                 for rows, cols in pieces:
                     attended = _attention_output(block.attn, O, R, rows, cols)
-                    _think(block.think, attended, out=_flat(out, rows, cols))
+                    _think(block.think, weights[i], attended, out=_flat(out, rows, cols))
             del O
             R = _fire(model, f"iter.{t}.layer.{i}.hook_out", out)
         R = _fire(model, f"iter.{t}.hook_out", R)

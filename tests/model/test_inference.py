@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from ablate.errors import AblateError
 from ablate.model import DecodeCache, SharedPrefixCache, hook_names
 from ablate.model import inference as inference_module
 from tests.conftest import tiny_model
@@ -116,13 +117,14 @@ def test_cache_under_autograd_concatenates_and_backpropagates(model, ids):
 
 
 @pytest.mark.parametrize("attention", ["frobenius", "matrix3d"])
-def test_shared_prefix_decoding_equals_separate_caches(attention):
+@pytest.mark.parametrize("C", [3, 5])  # few and many queries per prompt (two mix orders)
+def test_shared_prefix_decoding_equals_separate_caches(attention, C):
     # Invariant: C continuations of G left-padded prompts decoded as G*C rows of one
     # shared-prefix cache give each row's logits from its own plain cache, also after
     # rows finish and the cache compacts.
     model = tiny_model(attention=attention)
     gen = torch.Generator().manual_seed(3)
-    G, C, Lp, steps = 2, 3, 5, 6
+    G, Lp, steps = 2, 5, 6
     prompts = torch.randint(0, 256, (G, Lp), generator=gen)
     mask = torch.ones(G, Lp, dtype=torch.bool)
     mask[1, :2] = False
@@ -174,3 +176,23 @@ def test_static_shared_prefix_cache_equals_the_dynamic_one():
             torch.testing.assert_close(static, dynamic, rtol=1e-5, atol=1e-5)
     with pytest.raises(Exception, match="every row"):
         caches[1].keep([0])
+
+
+def test_prompt_cache_handed_to_shared_decoding_serves_again_but_cannot_grow():
+    # Invariant: a shared-prefix cache takes the prompt cache's buffers (no second copy);
+    # a second one built from the same prompt cache decodes the same logits, and running
+    # more positions through the emptied prompt cache is refused, not silently wrong.
+    model = tiny_model()
+    gen = torch.Generator().manual_seed(7)
+    prompts = torch.randint(0, 256, (2, 4), generator=gen)
+    tokens = torch.randint(0, 256, (4, 1), generator=gen)
+    with torch.no_grad():
+        prefix = DecodeCache(reserve=3)
+        model(prompts, cache=prefix)
+        first, second = (SharedPrefixCache(prefix, n_branches=2, capacity=2) for _ in range(2))
+        assert not prefix.kv  # the buffers moved to the shared parts
+        pos = torch.full((4, 1), 4)
+        a, b = (model(tokens, position_ids=pos, cache=c).logits for c in (first, second))
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+        with pytest.raises(AblateError, match="fresh DecodeCache"):
+            model(tokens[:2], cache=prefix)
