@@ -20,7 +20,7 @@ from typing import Any
 import torch
 
 from ablate.model import MatrixThinker, MatrixThinkerConfig
-from tests.conftest import SHARED
+from tests.model.reference_cases import COPY
 
 # The research experiment (results directory) of each variant (spec §7.4), and the
 # attention class its script defines.
@@ -48,7 +48,9 @@ class Case:
 
 @functools.cache
 def load_case(name: str) -> Case:
-    root = SHARED / "reference" / name
+    # The compact in-repo copy holds all this reads (tests/model/reference_cases.py), so
+    # these tests run on a clean clone without ../shared.
+    root = COPY / name
     raw = json.loads((root / "config.json").read_text())
     config = MatrixThinkerConfig.for_variant(
         raw["variant"], mat_dim=raw["mat_dim"], n_layers=raw["n_layers"],
@@ -144,7 +146,7 @@ def write_format(folder: Path, case: Case, fmt: SaveFormat,
     torch.save(saved, path)
     flags: list[str] = []
     if fmt.facts == "config.json":
-        raw = json.loads((SHARED / "reference" / case.name / "config.json").read_text())
+        raw = json.loads((COPY / case.name / "config.json").read_text())
         for fact in drop:  # the reference sidecar states each fact more than one way
             keys = {"n_heads": ("n_heads", "head_dim"),
                     "attention": ("attention", "variant", "research_script")}[fact]

@@ -26,12 +26,9 @@ from tests.checkpoint.save_formats import (
     truth_model,
     write_format,
 )
-from tests.conftest import SHARED
 
 # max|a - b| / max|b| allowed against the research logits, by the file's dtype.
 DTYPE_TOLERANCE = {torch.bfloat16: 0.05, torch.float16: 0.02}
-pytestmark = pytest.mark.skipif(not (SHARED / "reference").is_dir(),
-                                reason=f"reference cases not found under {SHARED}")
 
 
 def run(capsys, *args: str | Path) -> tuple[int, str, str]:

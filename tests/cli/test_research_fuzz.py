@@ -17,7 +17,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-import pytest
 import torch
 
 from ablate.checkpoint import load_checkpoint
@@ -32,13 +31,10 @@ from tests.checkpoint.save_formats import (
     truth_model,
     write_format,
 )
-from tests.conftest import SHARED
 
 SEED = 20240610
 N_CASES = 80
 FORMATS = [name for name, fmt in SAVE_FORMATS.items() if fmt.states_facts]
-pytestmark = pytest.mark.skipif(not (SHARED / "reference").is_dir(),
-                                reason=f"reference cases not found under {SHARED}")
 
 State = dict[str, torch.Tensor]
 
