@@ -23,9 +23,8 @@ from __future__ import annotations
 
 import argparse
 
-import torch
-
 from ablate.evaluation import evaluate
+from ablate.executors.threads import torch_threads
 from ablate.interventions import UNABLATED, expand_conditions
 from ablate.tokenizer import ByteTokenizer
 from bench.research_size import D, T, cpu_and_wall, gsm8k_items, load_note, research_model
@@ -35,12 +34,8 @@ KS = [1, 2, 4, 8, 16]
 
 def run(quick: bool = False) -> list[dict]:
     """Rows {benchmark, method, baseline, ratio, detail}; ratio = method time / baseline."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with torch_threads(1):
         return _run(quick)
-    finally:
-        torch.set_num_threads(threads)
 
 
 def _run(quick: bool) -> list[dict]:

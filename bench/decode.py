@@ -30,6 +30,7 @@ import dataclasses
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from ablate.executors.threads import torch_threads
 from bench.research_size import (
     D,
     T,
@@ -142,9 +143,7 @@ def run(quick: bool = False) -> list[dict]:
     """Rows {benchmark, method, baseline, ratio, detail}."""
     from ablate.tokenizer import ByteTokenizer
 
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with torch_threads(1):
         steps, repeats = (4, 1) if quick else (16, 2)
         model = research_model(n_layers=2) if quick else research_model()
         tokenizer = ByteTokenizer()
@@ -154,8 +153,6 @@ def run(quick: bool = False) -> list[dict]:
             *_decode_rows(model, tokenizer, items, steps, 32, repeats),
             _conditions_row(model, tokenizer, items, steps, repeats),
         ]
-    finally:
-        torch.set_num_threads(threads)
 
 
 if __name__ == "__main__":

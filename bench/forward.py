@@ -24,6 +24,7 @@ import argparse
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from ablate.executors.threads import torch_threads
 from bench.research_size import (
     N_HEADS,
     D,
@@ -54,12 +55,8 @@ def _batch(n_items: int) -> tuple[torch.Tensor, list[int]]:
 
 def run(quick: bool = False) -> list[dict]:
     """Rows {benchmark, method, baseline, ratio, detail}."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with torch_threads(1):
         return _run(quick)
-    finally:
-        torch.set_num_threads(threads)
 
 
 def _run(quick: bool) -> list[dict]:

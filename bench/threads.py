@@ -25,6 +25,7 @@ from collections.abc import Callable
 
 import torch
 
+from ablate.executors.threads import torch_threads
 from bench.research_size import ROOT, T, gsm8k_items, load_note, research_model
 
 
@@ -34,14 +35,10 @@ def _spin() -> None:
 
 
 def _wall(fn: Callable[[], object], threads: int) -> float:
-    before = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
+    with torch_threads(threads):
         start = time.perf_counter()
         fn()
         return time.perf_counter() - start
-    finally:
-        torch.set_num_threads(before)
 
 
 def _quickstart(n_items: int) -> tuple[Callable[[], object], int]:
