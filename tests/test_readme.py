@@ -73,3 +73,6 @@ def test_ci_runs_exactly_the_readme_commands():
     script = (REPO / ".ci" / "run").read_text()
     assert "chromium" in script  # the browser test runs in CI
     assert '"$code" -eq 5' in script  # pytest collecting nothing fails CI
+    # The commands written out in its header comment are the README's, too.
+    header = [line[4:] for line in script.splitlines() if line.startswith("#   ")]
+    assert header == readme_commands()
