@@ -2,7 +2,8 @@
 
 For two workloads, each timed in wall seconds with 1 thread, with every core's thread
 (torch's own default) and with the default of ``ablate.executors.threads`` (what
-``ablate run`` and ``ablate codi study`` use), on an otherwise unchanged machine and again
+``ablate run`` and ``ablate codi study`` use: the cores other processes leave idle,
+decided inside the timed run, as a job does), on an otherwise unchanged machine and again
 while a competing process keeps one core busy (a pure-Python loop, as another job on a
 shared machine would):
 * the quickstart: the bundled d = 8 checkpoints' jobs (``run_job``, 30 items, 17
@@ -25,6 +26,7 @@ from collections.abc import Callable
 
 import torch
 
+from ablate.executors import threads as policy
 from ablate.executors.threads import torch_threads
 from bench.research_size import ROOT, T, gsm8k_items, load_note, research_model
 
@@ -34,35 +36,32 @@ def _spin() -> None:
         pass
 
 
-def _wall(fn: Callable[[], object], threads: int) -> float:
-    with torch_threads(threads):
+def _wall(fn: Callable[[int | None], object], threads: int | None) -> float:
+    """Wall seconds of fn(threads) under ``threads`` (None: the policy decides inside)."""
+    with torch_threads(threads or torch.get_num_threads()):
         start = time.perf_counter()
-        fn()
+        fn(threads)
         return time.perf_counter() - start
 
 
-def _quickstart(n_items: int) -> tuple[Callable[[], object], int]:
+def _quickstart(n_items: int) -> Callable[[int | None], object]:
     from ablate.executors import run_job
-    from ablate.executors.jobs import _checkpoint
-    from ablate.executors.threads import available_cores, job_threads, model_width
     from ablate.experiment import load_experiment
     from ablate.grid import expand_jobs
 
     experiment = load_experiment(ROOT / "experiments" / "quickstart.toml").resolve(limit=n_items)
     jobs = expand_jobs(experiment)[:2]
-    model = _checkpoint(jobs[0].checkpoint.path, jobs[0].checkpoint.overrides).model
-    default = job_threads(model_width(model), available_cores())
 
-    def work() -> None:
-        for job in jobs:  # threads=torch's current setting: the benchmark sets it
-            run_job(job, threads=torch.get_num_threads())
+    def work(threads: int | None) -> None:
+        for job in jobs:  # None: run_job's own policy (decided per job and batch)
+            run_job(job, threads=threads)
 
-    return work, default
+    return work
 
 
-def _research(n_items: int, n_layers: int) -> tuple[Callable[[], object], int]:
+def _research(n_items: int, n_layers: int) -> Callable[[int | None], object]:
     from ablate.evaluation.batching import right_pad
-    from ablate.executors.threads import available_cores, job_threads, model_width
+    from ablate.executors.threads import available_cores, job_threads
     from ablate.tasks import get_task
     from ablate.tasks.prompts import teacher_forced_example
     from ablate.tokenizer import ByteTokenizer
@@ -75,11 +74,11 @@ def _research(n_items: int, n_layers: int) -> tuple[Callable[[], object], int]:
         sequences.append(tokenizer.encode(example.prompt + example.target))
     ids = right_pad(sequences, torch.device("cpu"))
 
-    def work() -> None:
-        with torch.no_grad():
+    def work(threads: int | None) -> None:
+        with torch.no_grad(), torch_threads(threads or job_threads(available_cores())):
             model(ids, T, return_states=True, head=False)
 
-    return work, job_threads(model_width(model), available_cores())
+    return work
 
 
 def run(quick: bool = False) -> list[dict]:
@@ -98,23 +97,27 @@ def run(quick: bool = False) -> list[dict]:
             spinner.start()
             time.sleep(0.5)
         try:
-            for name, (work, default) in workloads.items():
-                work()  # warm-up
-                settings = {"one": 1, "all": everything, "default": default}
+            for name, work in workloads.items():
+                work(1)  # warm-up
+                settings = {"one": 1, "all": everything, "default": None}
                 times: dict[str, list[float]] = {key: [] for key in settings}
+                chosen: list[int] = []  # the policy's last decision in each default run
                 for _ in range(repeats):
                     for key, threads in settings.items():
                         times[key].append(_wall(work, threads))
+                        if threads is None:
+                            chosen.append(policy.free_cores._free or 1)
                 best = {key: min(values) for key, values in times.items()}
                 baseline = min(best["one"], best["all"])
                 rows.append({
                     "benchmark": f"thread default, {name}",
-                    "method": f"default ({default} thread{'s' if default > 1 else ''})",
+                    "method": "default (idle cores, decided in the run)",
                     "baseline": "best of 1 thread and all threads",
                     "ratio": best["default"] / baseline,
                     "detail": f"{'with' if busy else 'without'} a competing busy process; "
                               f"1 thread {best['one']:.2f} s, {everything} threads "
-                              f"{best['all']:.2f} s, default {best['default']:.2f} s (wall, "
+                              f"{best['all']:.2f} s, default {best['default']:.2f} s "
+                              f"(chose {'/'.join(map(str, chosen))} threads) (wall, "
                               f"best of {repeats}); {load_note()}; target <= 1.1"})
         finally:
             if spinner is not None:

@@ -1,6 +1,6 @@
 """The process executor (``ablate run --workers N``) and the thread policy: the same
-records as the local executor, the executor contract on errors, one thread per job for
-small-matrix models."""
+records as the local executor, the executor contract on errors, threads from the idle
+cores, records independent of the thread count."""
 
 from __future__ import annotations
 
@@ -10,11 +10,10 @@ import torch
 
 from ablate.errors import AblateError
 from ablate.executors import ProcessExecutor, get_executor, run_experiment, run_job
-from ablate.executors.threads import SMALL_MATRIX, job_threads, model_width
+from ablate.executors.threads import job_threads
 from ablate.experiment import load_experiment
 from ablate.grid import expand_jobs
 from ablate.store import read_records
-from tests.conftest import tiny_model
 from tests.test_executors import one_torch_thread, write_experiment  # noqa: F401
 
 
@@ -47,19 +46,61 @@ def test_workers_must_be_a_positive_integer():
         get_executor("process", workers=0)
 
 
-def test_thread_policy_gives_small_matrix_jobs_one_thread(tmp_path, monkeypatch):
-    assert job_threads(32, budget=8) == 1
-    assert job_threads(SMALL_MATRIX + 1, budget=8) == 8
-    assert job_threads(32, budget=8, requested=3) == 3
-    with pytest.raises(AblateError, match="--threads 0"):
-        job_threads(32, budget=8, requested=0)
-    assert model_width(tiny_model()) == 4
-    import ablate.executors.jobs as jobs_module
+def test_thread_policy_takes_idle_cores_within_the_budget(monkeypatch):
+    # Invariant: --threads wins; a budget of one core (a --workers N share) is one thread;
+    # otherwise the cores other processes left idle, clipped to 1..budget, 1 where the
+    # load cannot be read.
+    from ablate.executors import threads as policy
 
-    seen: list[int] = []
-    real = jobs_module.torch_threads
-    monkeypatch.setattr(jobs_module, "torch_threads", lambda n: (seen.append(n), real(n))[1])
+    assert job_threads(budget=8, requested=3) == 3
+    with pytest.raises(AblateError, match="--threads 0"):
+        job_threads(budget=8, requested=0)
+    assert job_threads(budget=1) == 1
+    for free, budget, expected in [(6, 8, 6), (12, 8, 8), (0, 8, 1), (None, 8, 1)]:
+        monkeypatch.setattr(policy, "free_cores", lambda free=free: free)
+        assert job_threads(budget=budget) == expected
+
+
+def test_free_cores_subtracts_this_process_and_counts_other_busy_cores(monkeypatch):
+    # Invariant: cores busy with this process's own work are free for it; a core another
+    # process keeps busy is not (readings are (wall, busy, own) seconds).
+    from ablate.executors import threads as policy
+
+    readings = iter([policy._Reading(0.0, 0.0, 0.0), policy._Reading(1.0, 2.0, 1.0),
+                     policy._Reading(2.0, 3.9, 2.9), policy._Reading(2.01, 3.9, 2.9)])
+    monkeypatch.setattr(policy, "_read", lambda cores: next(readings))
+    monkeypatch.setattr(policy, "FIRST_SAMPLE", 0.0)
+    counter = policy._FreeCores()
+    counter._cores = {0, 1}
+    assert counter() == 1  # 2 busy core-seconds in 1 s, 1 of them ours: one core free
+    assert counter() == 2  # 1.9 busy, all ours: both free
+    assert counter() == 2  # a 10 ms window keeps the last decision
+
+
+def test_records_do_not_depend_on_the_thread_count(tmp_path, monkeypatch):
+    # Invariant: the default thread count may change between runs (it follows the load),
+    # so a job's records must be the same, bit for bit, on 1 and 3 threads.
     job = expand_jobs(load_experiment(write_experiment(tmp_path)).resolve())[0]
+    one, three = run_job(job, threads=1), run_job(job, threads=3)
+    pd.testing.assert_frame_equal(one, three, check_exact=True)
+
+
+def test_jobs_readjust_threads_between_batches(tmp_path, monkeypatch):
+    # Invariant: a job without --threads asks the policy again after every batch.
+    import ablate.executors.jobs as jobs_module
+    from ablate.executors import threads as policy
+
+    decisions = iter([2, 1, 1, 1, 1, 1])
+    monkeypatch.setattr(policy, "free_cores", lambda: next(decisions))
+    seen: list[int] = []
+    real = jobs_module.JobThreads.adjust
+
+    def adjust(self):
+        real(self)
+        seen.append(torch.get_num_threads())
+
+    monkeypatch.setattr(jobs_module.JobThreads, "adjust", adjust)
+    job = expand_jobs(load_experiment(write_experiment(tmp_path)).resolve())[0]
+    before = torch.get_num_threads()
     run_job(job, cpu_budget=2)
-    run_job(job, threads=2, cpu_budget=2)
-    assert seen == [1, 2]
+    assert seen and seen[0] == 1 and torch.get_num_threads() == before

@@ -6,8 +6,9 @@
     $ ablate codi study experiments/codi_rank_dynamics.toml --out runs/codi   # = ablate run
     $ ablate codi inspect checkpoints/codi-synthetic
 
-Small CODI models run fastest on one CPU thread (``--threads``, default 1): on a shared
-machine more threads mostly wait for each other.
+``codi eval`` and ``codi study`` take their torch threads from the thread policy of
+``ablate.executors.threads`` (the cores other processes leave idle) unless ``--threads N``;
+``codi train`` defaults to one thread, so that a checkpoint rebuilds bit for bit.
 """
 
 from __future__ import annotations
@@ -32,13 +33,16 @@ TaskOptions = Annotated[list[str] | None,
                         typer.Option("--task-option", help="Task option key=value, repeatable.")]
 
 
-def _threads(threads: int) -> None:
-    if threads < 0:
+def _threads(threads: int | None) -> None:
+    """--threads N; None: the thread policy's choice (ablate.executors.threads)."""
+    if threads is not None and threads < 0:
         raise AblateError(f"--threads {threads} must be >= 0 (0 keeps torch's default)")
-    if threads:
+    if threads != 0:
         import torch
 
-        torch.set_num_threads(threads)
+        from ablate.executors.threads import available_cores, job_threads
+
+        torch.set_num_threads(threads or job_threads(available_cores()))
 
 
 def _load(checkpoint: str, kind: str | None, tokenizer: str | None, base: str | None,
@@ -109,7 +113,9 @@ def eval_command(
         None, "--max-question-tokens", help="Keep the last N question tokens (byte models)."),
     device: str = typer.Option("cpu", "--device"),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
-    threads: int = typer.Option(1, "--threads"),
+    threads: int = typer.Option(
+        None, "--threads", help="torch CPU threads (default: the cores other processes "
+        "leave idle; 0: torch's default)."),
 ) -> None:
     """Accuracy (CODI rule), chance baseline and latent effective ranks on a task split."""
     from ablate.codi.evaluation import (

@@ -37,8 +37,9 @@ EXECUTOR_HELP = ("Where jobs run: local (one after another in this process), pro
                  "docs/cluster.md).")
 ThreadsOpt = Annotated[int | None, typer.Option(
     "--threads", min=1,
-    help="torch threads per job (default: 1 for small-matrix models such as every Matrix "
-         "Thinker, whose operations are too small to share; use --workers for more cores).")]
+    help="torch threads per job (default: the job's cores that other processes leave idle, "
+         "decided again between batches; 1 per job with --workers N). Records do not "
+         "depend on it.")]
 
 
 def register(app: typer.Typer) -> None:

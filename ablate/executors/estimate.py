@@ -37,7 +37,7 @@ from ablate.executors.jobs import (
     _few_shot_source,
     _load_items,
 )
-from ablate.executors.threads import available_cores, job_threads, model_width, torch_threads
+from ablate.executors.threads import available_cores, job_threads, torch_threads
 from ablate.experiment import CODI, Experiment
 from ablate.grid import Job, expand_jobs
 
@@ -144,7 +144,7 @@ def _calibrate(jobs: list[Job], rows: int, threads: int | None) -> tuple[GroupEs
     lengths, new_tokens = _lengths(job, tokenizer, items, train, config)
     task = get_task(job.task.name, **job.task.options)  # its stops and max_new_tokens
     batches = length_sorted_batches(lengths, job.batch_size)
-    n_threads = job_threads(model_width(model), available_cores(), threads)
+    n_threads = job_threads(available_cores(), threads)
     picks = [batches[0], batches[len(batches) // 2]] if len(batches) > 1 else batches[:1]
     samples: list[tuple[float, float, float]] = []  # (B·L, B·L², seconds)
     started = time.perf_counter()

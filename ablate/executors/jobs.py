@@ -19,7 +19,7 @@ import pandas as pd
 from ablate.errors import AblateError
 from ablate.executors.base import Executor, ItemProgress, JobFn, RunProgress
 from ablate.executors.local import LocalExecutor
-from ablate.executors.threads import available_cores, job_threads, model_width, torch_threads
+from ablate.executors.threads import JobThreads, available_cores
 from ablate.experiment import CODI, Experiment, TaskSpec
 from ablate.grid import Job, expand_jobs
 from ablate.store import RunStore
@@ -46,8 +46,8 @@ def run_experiment(
 ) -> RunResult:
     """Run every unfinished job of a resolved experiment into ``run_dir`` (resumable).
 
-    ``threads``: torch threads per job (default: ``ablate.executors.threads.job_threads``,
-    one for small-matrix models, else the executor's cores per job)."""
+    ``threads``: torch threads per job (default: ``ablate.executors.threads``: the cores
+    of the executor's share that other processes leave idle, decided between batches)."""
     executor = executor or LocalExecutor()
     jobs = expand_jobs(experiment)
     store = RunStore.open(run_dir, config=experiment.manifest_config(),
@@ -80,8 +80,7 @@ def run_job(job: Job, *, progress: ItemProgress | None = None, threads: int | No
     """The records of one job: item, condition and metric columns from the evaluation
     (a CODI job: also the CODI columns), preceded by the job columns
     (``ablate.schema.JOB_COLUMNS``). Runs with ``threads`` torch threads, by default the
-    thread policy's choice for the model within ``cpu_budget`` cores (default: every
-    core)."""
+    thread policy's choice within ``cpu_budget`` cores (default: every core)."""
     items = _load_items(_canonical(vars(job.task)))
     counter = _Counter(job, progress)
     if job.checkpoint.model == CODI:
@@ -128,15 +127,15 @@ def _evaluate_thinker(job: Job, items: list[Any], counter: _Counter, threads: in
     config = loaded.model.config
     conditions = expand_conditions(list(job.interventions), d=config.mat_dim,
                                    n_layers=config.n_layers)
-    advance = counter.start(len(items) * len(conditions))
-    n_threads = job_threads(model_width(loaded.model), cpu_budget or available_cores(), threads)
-    with torch_threads(n_threads):
+    threads_of_job = JobThreads(cpu_budget or available_cores(), threads)
+    progress = _between_batches(threads_of_job, counter.start(len(items) * len(conditions)))
+    with threads_of_job.applied():
         return evaluate(
             loaded.model, loaded.tokenizer, items, conditions,
             task=_task(job.task), mode=job.task.mode, n_iterations=job.n_iterations,
             eval_seed=job.eval_seed, batch_size=job.batch_size, device=job.device,
             few_shot=job.task.few_shot, train_items=train_items,
-            max_new_tokens=job.task.max_new_tokens, progress=advance,
+            max_new_tokens=job.task.max_new_tokens, progress=progress,
         )
 
 
@@ -149,15 +148,25 @@ def _evaluate_codi(job: Job, model: Any, items: list[Any], counter: _Counter,
     assert job.n_latents is not None
     conditions = latent_conditions(codi_conditions(job, model.mat_dim), job.n_latents,
                                    model.mat_dim)
-    advance = counter.start(len(items) * len(conditions))
-    width = model_width(getattr(model, "thinker", None) or model)
-    with torch_threads(job_threads(width, cpu_budget or available_cores(), threads)):
+    threads_of_job = JobThreads(cpu_budget or available_cores(), threads)
+    progress = _between_batches(threads_of_job, counter.start(len(items) * len(conditions)))
+    with threads_of_job.applied():
         frame = evaluate_codi(
             model, items, conditions, task=_task(job.task), n_latents=job.n_latents,
             eval_seed=job.eval_seed, batch_size=job.batch_size,
             max_new_tokens=job.task.max_new_tokens,
-            max_question_tokens=job.task.max_question_tokens, progress=advance)
+            max_question_tokens=job.task.max_question_tokens, progress=progress)
     return frame, model_iterations(model)
+
+
+def _between_batches(threads: JobThreads,
+                     advance: Callable[[int], None] | None) -> Callable[[int], None]:
+    """The evaluation's per-batch callback: re-decide the thread count, report progress."""
+    def after_batch(n: int) -> None:
+        threads.adjust()
+        if advance is not None:
+            advance(n)
+    return after_batch
 
 
 def codi_conditions(job: Job, d: int | None) -> list[Any]:

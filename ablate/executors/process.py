@@ -1,14 +1,15 @@
 """Running jobs side by side in worker processes on this machine (``ablate run --workers N``).
 
-Small-matrix jobs run best on one torch thread each (``ablate.executors.threads``), so
-the way to use more cores is more jobs at once. ``ProcessExecutor`` keeps the
-``Executor`` contract: workers return each job's records to this process, where
-``on_done`` writes them, so a killed run loses only the jobs in flight. Workers are
-spawned (not forked: torch's thread pools do not survive a fork) and ignore Ctrl-C; on
-an interrupt or a failed write the driver stops them. A worker that dies (killed, out of
-memory) stops the run with the finished jobs saved. As with any spawned process, a script
-that uses it must guard its entry point (``if __name__ == "__main__":``): workers import
-the main module.
+Small-matrix jobs share cores badly between torch threads when other work competes
+(``ablate.executors.threads``), so with N workers each job gets ``cores // N`` of them
+(one thread each when N = cores) and the way to use more cores is more jobs at once.
+``ProcessExecutor`` keeps the ``Executor`` contract: workers return each job's records to
+this process, where ``on_done`` writes them, so a killed run loses only the jobs in
+flight. Workers are spawned (not forked: torch's thread pools do not survive a fork) and
+ignore Ctrl-C; on an interrupt or a failed write the driver stops them. A worker that
+dies (killed, out of memory) stops the run with the finished jobs saved. As with any
+spawned process, a script that uses it must guard its entry point (``if __name__ ==
+"__main__":``): workers import the main module.
 
     >>> with ProcessExecutor(workers=2) as executor:            # doctest: +SKIP
     ...     run_experiment(experiment, "runs/quickstart", executor=executor)

@@ -1,76 +1,162 @@
-"""How many torch threads a job uses: one for small-matrix models, and jobs side by side.
+"""How many torch threads a job uses: the cores nobody else is using, one when shared.
 
-A Matrix Thinker at d = 32 multiplies 32x32 matrices: an operation is far too small to
-share between threads, and on a machine whose cores are busy the threads wait for each
-other. Measured on the 2-core development machine (issue 13): a 32x32 projection took
-0.013 ms on one thread and 5.5 ms on two threads while another process was busy, and a
-teacher-forced forward ran at 140 tokens/s on one thread against 54 on two. So a job
-of a model whose matrices are at most ``SMALL_MATRIX`` wide runs on one thread, and
-more cores are used by running more jobs at once (``ablate run --workers N``); wider
-models (GPT-2-based CODI checkpoints, n_embd 768) get every core of their budget.
-``--threads N`` overrides the choice; bench/threads.py checks it.
+A Matrix Thinker at d = 32 multiplies 32x32 matrices. On cores of its own a second torch
+thread helps (measured on the idle 2-core development machine: the research-size forward
+1.6x faster on 2 threads, the quickstart 1.4x), but next to another busy process the
+threads wait for each other at every one of those small operations (a 32x32 projection
+took 5.5 ms on 2 threads and 0.013 ms on 1; the forward ran 1.3-2.7x slower on 2). So the
+default is measured, not fixed: a job runs on as many threads as there are cores that
+other processes left idle (``/proc/stat`` minus this process's own CPU time, over the
+last batch or, at the first call of a process, over ``FIRST_SAMPLE`` seconds), at least
+1 and at most the job's budget (its cores; ``cores // workers`` with ``--workers N``,
+whose jobs run side by side on one thread each). It is decided again between batches
+(``JobThreads.adjust``), so a competitor that starts mid-run is met at the next batch.
+Records do not depend on the thread count: every reduction in the evaluation forward is
+over a fixed order (tests/test_executors_process.py runs a job on 1 and 3 threads and
+compares every float). Where ``/proc/stat`` is missing (macOS, Windows) the default is 1
+thread. ``--threads N`` fixes the count; bench/threads.py measures the policy.
 
-    >>> job_threads(width=32, budget=8)
+    >>> job_threads(budget=1)
     1
-    >>> job_threads(width=768, budget=8)
-    8
+    >>> job_threads(budget=8, requested=3)
+    3
 """
 
 from __future__ import annotations
 
+import math
 import os
+import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 from ablate.errors import AblateError
+from ablate.intra_op import torch_threads
 
-SMALL_MATRIX = 128  # widest matrix operand that still runs best on one thread
+FIRST_SAMPLE = 0.1  # seconds of /proc/stat the first decision of a process waits for
+MIN_WINDOW = 0.05  # shorter windows keep the last decision (the kernel counts in 10 ms ticks)
+SLACK = 0.2  # a core counts as free when other processes used at most 20 % of it
 
 
 def available_cores() -> int:
-    """Cores this process may run on (its CPU affinity where the OS reports it)."""
+    """Cores this process may use: its CPU affinity, capped by a cgroup CPU quota."""
     try:
-        return max(1, len(os.sched_getaffinity(0)))
+        cores = max(1, len(os.sched_getaffinity(0)))
     except (AttributeError, OSError):
-        return max(1, os.cpu_count() or 1)
+        cores = max(1, os.cpu_count() or 1)
+    quota = _cgroup_quota()
+    return max(1, min(cores, math.ceil(quota))) if quota else cores
 
 
-def job_threads(width: int | None, budget: int, requested: int | None = None) -> int:
-    """Torch threads for a job whose widest matrix operand is ``width`` (None: unknown,
-    treated as small) and which may use ``budget`` cores; ``requested`` (>= 1) wins."""
+def _cgroup_quota() -> float | None:
+    """CPUs allowed by the cgroup's quota (v2 ``cpu.max``, v1 ``cfs_quota_us``), if any."""
+    try:
+        with open("/sys/fs/cgroup/cpu.max") as f:
+            quota, period = f.read().split()[:2]
+        return None if quota == "max" else int(quota) / int(period)
+    except (OSError, ValueError):
+        pass
+    try:
+        with open("/sys/fs/cgroup/cpu/cpu.cfs_quota_us") as q, \
+                open("/sys/fs/cgroup/cpu/cpu.cfs_period_us") as p:
+            quota_us, period_us = int(q.read()), int(p.read())
+        return quota_us / period_us if quota_us > 0 else None
+    except (OSError, ValueError):
+        return None
+
+
+@dataclass(frozen=True)
+class _Reading:
+    wall: float  # time.monotonic()
+    busy: float  # CPU seconds the cores spent busy since boot (every process)
+    own: float  # CPU seconds of this process
+
+
+def _cores() -> set[int]:
+    try:
+        return set(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return set(range(os.cpu_count() or 1))
+
+
+def _read(cores: set[int]) -> _Reading | None:
+    """Busy seconds of ``cores`` from /proc/stat; None where it cannot be read."""
+    try:
+        with open("/proc/stat") as f:
+            lines = f.readlines()
+    except OSError:
+        return None
+    ticks = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+    busy = 0
+    for line in lines:
+        name, *fields = line.split()
+        if not name.startswith("cpu") or name == "cpu" or int(name[3:]) not in cores:
+            continue
+        values = [int(x) for x in fields[:8]]  # user nice system idle iowait irq softirq steal
+        busy += sum(values) - values[3] - values[4]
+    return _Reading(time.monotonic(), busy / ticks, time.process_time())
+
+
+class _FreeCores:
+    """Cores other processes left idle since the previous call (process-wide state)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._last: _Reading | None = None
+        self._free: int | None = None
+        self._cores = _cores()
+
+    def __call__(self) -> int | None:
+        with self._lock:
+            now = _read(self._cores)
+            if now is None:
+                return None
+            if self._last is None:
+                time.sleep(FIRST_SAMPLE)
+                self._last, now = now, _read(self._cores) or now
+            window = now.wall - self._last.wall
+            if window >= MIN_WINDOW or self._free is None:
+                others = max(0.0, (now.busy - self._last.busy) - (now.own - self._last.own))
+                self._free = max(0, math.floor(len(self._cores) - others / window + SLACK))
+                self._last = now
+            return self._free
+
+
+free_cores = _FreeCores()
+
+
+def job_threads(budget: int, requested: int | None = None) -> int:
+    """Torch threads for a job that may use ``budget`` cores: ``requested`` (>= 1) if
+    given, else the idle cores within the budget (1 where that cannot be measured)."""
     if requested is not None:
         if requested < 1:
             raise AblateError(f"--threads {requested} must be >= 1 (or leave it out for the "
-                              "default: 1 for small-matrix models)")
+                              "default: the cores other processes leave idle)")
         return requested
-    if width is None or width <= SMALL_MATRIX:
+    if budget <= 1:
         return 1
-    return max(1, budget)
+    return max(1, min(budget, free_cores() or 1))
 
 
-def model_width(model: object) -> int | None:
-    """The widest matrix operand of a loaded model: a Matrix Thinker's d, a GPT-2's n_embd."""
-    widths = []
-    for part in (model, getattr(model, "gpt2", None)):  # research CODI: GPT-2 + bottleneck
-        config = getattr(part, "config", None)
-        for name in ("mat_dim", "n_embd", "hidden_size", "d_model"):
-            value = getattr(config, name, None)
-            if isinstance(value, int):
-                widths.append(value)
-                break
-    return max(widths) if widths else None
+class JobThreads:
+    """A job's torch threads: set on entry, decided again by ``adjust()`` between
+    batches (unless fixed by ``requested``), restored on exit."""
 
+    def __init__(self, budget: int, requested: int | None = None) -> None:
+        self.budget, self.requested = budget, requested
+        self.threads = job_threads(budget, requested)
 
-@contextmanager
-def torch_threads(n: int) -> Iterator[None]:
-    """Run the block with ``n`` torch intra-op threads, then restore the setting."""
-    import torch
+    def adjust(self) -> None:
+        import torch
 
-    before = torch.get_num_threads()
-    if n != before:
-        torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        if torch.get_num_threads() != before:
-            torch.set_num_threads(before)
+        if self.requested is None and self.budget > 1:
+            self.threads = job_threads(self.budget)
+            if torch.get_num_threads() != self.threads:
+                torch.set_num_threads(self.threads)
+
+    @contextmanager
+    def applied(self) -> Iterator[JobThreads]:
+        with torch_threads(self.threads):
+            yield self

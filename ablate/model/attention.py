@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ablate.intra_op import torch_threads
 from ablate.model.layers import MatrixRMSNorm, RowThenColProjection
 
 if TYPE_CHECKING:
@@ -153,6 +154,12 @@ class FrobeniusAttention(_MatrixAttention):
     ) -> torch.Tensor:
         B, H, L, h, d = q.shape
         Lk = k.shape[2]
+        if L == 1 and q.device.type == "cpu" and torch.get_num_threads() > 1:
+            # For a single query, CPU SDPA splits the keys between threads, so its
+            # round-off would follow the thread count (which the thread policy varies
+            # with the load); on one thread it is the same at every setting.
+            with torch_threads(1):
+                return self.attend(q, k, v, mask, causal)
         o = F.scaled_dot_product_attention(
             q.reshape(B, H, L, h * d),
             k.reshape(B, H, Lk, h * d),
