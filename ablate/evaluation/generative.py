@@ -179,6 +179,7 @@ class _Decoder:
         every.add(eranks, rows)
         last = cols == ids.shape[1] - 1
         generating.add(eranks[:, last.cpu()], rows[last])
+        cache.prefix_parts()  # the prompt's keys and values in the layout decoding reads
         return _Prefill(cache, mask.sum(1), every, generating), states, (rows, cols, last)
 
     def branch(self, prefill: _Prefill, index: int, condition: Condition, Y: torch.Tensor,

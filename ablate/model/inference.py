@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 import torch
 import torch.nn.functional as F
 
-from ablate.model.layers import MatrixRMSNorm, MultiplicativeThinkingLayer, RowThenColProjection
+from ablate.model.layers import RowThenColProjection
 
 if TYPE_CHECKING:
     from ablate.model.attention import _MatrixAttention
@@ -67,10 +67,10 @@ def _flat(R: torch.Tensor, rows: slice, cols: slice) -> torch.Tensor:
     return R[:, rows, cols].view(d, -1, d)
 
 
-def _norm(norm: MatrixRMSNorm, X: torch.Tensor) -> torch.Tensor:
-    """MatrixRMSNorm of the n matrices of X (d, n, d)."""
-    r = X.pow(2).mean(dim=(0, 2), keepdim=True).add_(norm.eps).sqrt_()  # (1, n, 1)
-    return torch.div(X, r).mul_(norm.weight[:, None, :])
+def _norm(X: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
+    """MatrixRMSNorm of the n matrices of X (d, n, d); ``weight`` is its gain as (d, 1, d)."""
+    r = X.pow(2).mean(dim=(0, 2), keepdim=True).add_(eps).sqrt_()  # (1, n, 1)
+    return torch.div(X, r).mul_(weight)
 
 
 def _project(p: RowThenColProjection, X: torch.Tensor) -> torch.Tensor:
@@ -103,29 +103,37 @@ class _BlockWeights:
         self.up = torch.stack([p.A for p in ups]), torch.stack([p.B for p in ups])
         self.scale = think.scale.clamp(0.01, 0.5)
         self.gate_w = torch.stack([think.gate_mult_W, think.gate_write_W])[:, :, None, :]
+        self.gate_bias = think.gate_mult_bias, think.gate_write_bias
+        self.attn_norm = attn.norm.weight[:, None, :], attn.norm.eps
+        self.think_norm = think.norm.weight[:, None, :], think.norm.eps
+        self.identity = think.I[:, None, :]
+        self.key_col, self.val_col = think.key_col[:, 0], think.val_col[:, 0]
 
 
-def _think(layer: MultiplicativeThinkingLayer, weights: _BlockWeights, M: torch.Tensor,
+def _think(weights: _BlockWeights, M: torch.Tensor,
            out: torch.Tensor | None = None) -> torch.Tensor:
     """The thinking layer (spec §2.5) on M (d, n, d): M + update, into ``out`` if given;
     ``weights`` are its block's, packed."""
-    X = _norm(layer.norm, M)  # (d, n, d)
+    X = _norm(M, *weights.think_norm)  # (d, n, d)
     d = X.shape[0]
     gates_values = _project_each(*weights.gates_values, X)  # (4, d, n, d)
     inner = F.silu(gates_values[0::2], inplace=True).mul_(gates_values[1::2])  # (2, d, n, d)
     A, B = weights.up
     Y = F.silu(torch.bmm(A, inner.reshape(2, d, -1)), inplace=True)  # (2, d, n*d)
     factors = torch.bmm(Y.view(2, -1, d), B).view(2, d, -1, d)  # Δ, Γ before s
-    factors = factors.mul_(weights.scale).add_(layer.I[:, None, :]).transpose(1, 2)  # I+Δ, I+Γ
+    factors = factors.mul_(weights.scale).add_(weights.identity).transpose(1, 2)  # I+Δ, I+Γ
     Xm = X.transpose(0, 1)  # (n, d, d): the matrices themselves
     update = torch.bmm(torch.bmm(factors[0], Xm), factors[1])  # (I+Δ) X (I+Γ), (n, d, d)
     rows = X.view(-1, d)  # (d*n, d): every row of every matrix
-    k = torch.mv(rows, layer.key_col[:, 0]).view(d, -1)  # (d, n): X_j key_col
-    v = torch.mv(rows, layer.val_col[:, 0]).view(d, -1)
+    k = torch.mv(rows, weights.key_col).view(d, -1)  # (d, n): X_j key_col
+    v = torch.mv(rows, weights.val_col).view(d, -1)
     gates = (X * weights.gate_w).sum(1).sum(-1)  # (2, n): <W, X_j> for both gates
-    g_m = torch.sigmoid(gates[0] + layer.gate_mult_bias)  # (n,)
-    g_w = torch.sigmoid(gates[1] + layer.gate_write_bias)
-    update = update.to(X.dtype)  # float32 under autocast, as on the reference path
+    # One sigmoid per gate: on a (2, n) tensor the vectorised kernel would split the
+    # elements differently (its scalar tail rounds differently), changing the records.
+    g_m = torch.sigmoid(gates[0] + weights.gate_bias[0])  # (n,)
+    g_w = torch.sigmoid(gates[1] + weights.gate_bias[1])
+    if update.dtype != X.dtype:
+        update = update.to(X.dtype)  # float32 under autocast, as on the reference path
     update.sub_(Xm).mul_(g_m[:, None, None])  # g_m (m_mult - X)
     update.addcmul_((v * g_w).t()[:, :, None], k.t()[:, None, :])  # + g_w v kᵀ
     return torch.add(M, update.transpose(0, 1), out=out)
@@ -164,7 +172,7 @@ def _attention(
         k, v = reserved  # written straight into the cache
     H, h = attn.n_heads, attn.head_dim
     for rows, cols in pieces:
-        X = _norm(attn.norm, _flat(R, rows, cols))
+        X = _norm(_flat(R, rows, cols), *weights.attn_norm)
         nb, nl = rows.stop - rows.start, cols.stop - cols.start
         projected = _project_each(*weights.qkv, X)  # (3, d, n, d): q, k, v
         if reserved is None:  # one copy into the (3, B, H, L, h, d) layout
@@ -224,12 +232,12 @@ def run_blocks(
                     _flat(out, rows, cols).copy_(_attention_output(block.attn, O, R, rows, cols))
                 R, out = _fire(model, attn_name, out), torch.empty_like(R)
                 for rows, cols in pieces:
-                    _think(block.think, weights[i], _flat(R, rows, cols),
+                    _think(weights[i], _flat(R, rows, cols),
                            out=_flat(out, rows, cols))
             else:
                 for rows, cols in pieces:
                     attended = _attention_output(block.attn, O, R, rows, cols)
-                    _think(block.think, weights[i], attended, out=_flat(out, rows, cols))
+                    _think(weights[i], attended, out=_flat(out, rows, cols))
             del O
             R = _fire(model, f"iter.{t}.layer.{i}.hook_out", out)
         R = _fire(model, f"iter.{t}.hook_out", R)
