@@ -1,20 +1,28 @@
-"""How many torch threads a job uses: the cores nobody else is using, one when shared.
+"""How many torch threads a job uses: two on idle cores, one when they are shared.
 
 A Matrix Thinker at d = 32 multiplies 32x32 matrices. On cores of its own a second torch
 thread helps (measured on the idle 2-core development machine: the research-size forward
-1.6x faster on 2 threads, the quickstart 1.4x), but next to another busy process the
+1.7x faster on 2 threads, the quickstart 1.1-1.4x), but next to another busy process the
 threads wait for each other at every one of those small operations (a 32x32 projection
 took 5.5 ms on 2 threads and 0.013 ms on 1; the forward ran 1.3-2.7x slower on 2). So the
-default is measured, not fixed: a job runs on as many threads as there are cores that
-other processes left idle (``/proc/stat`` minus this process's own CPU time, over the
-last batch or, at the first call of a process, over ``FIRST_SAMPLE`` seconds), at least
-1 and at most the job's budget (its cores; ``cores // workers`` with ``--workers N``,
-whose jobs run side by side on one thread each). It is decided again between batches
-(``JobThreads.adjust``), so a competitor that starts mid-run is met at the next batch.
-Records do not depend on the thread count: every reduction in the evaluation forward is
-over a fixed order (tests/test_executors_process.py runs a job on 1 and 3 threads and
-compares every float). Where ``/proc/stat`` is missing (macOS, Windows) the default is 1
-thread. ``--threads N`` fixes the count; bench/threads.py measures the policy.
+default is measured, not fixed: a job runs on 2 threads when at least two cores of its
+budget were left idle by other processes (``/proc/stat`` minus this process's own CPU
+time, over the last batch or, at the first call of a process, over ``FIRST_SAMPLE``
+seconds), else on 1. It is decided again between batches (``JobThreads.adjust``), so a
+competitor that starts mid-run is met at the next batch.
+
+Why never more than ``DEFAULT_MAX`` = 2: a thread count can change how a kernel splits
+its work, and with it the last bits of a result. At 1 and 2 threads the shipped
+quickstart (12,600 records), the CODI study (3,200) and the research-size forward give
+bit-identical records (single-query attention is kept on one thread for this, see
+``ablate.model.attention``); 3 or more threads change the last bits (measured: up to
+5.6e-6 relative on the quickstart at 4 and 8 threads). A BLAS library may still split
+some small products differently at 2 threads (seen on a d = 4 test model's output head
+at 6 rows: 1.2e-7), so ``--threads 1`` is the setting for records that are bit-identical
+whatever the load. More cores are used by jobs side by side (``--workers N``: each job
+gets ``cores // N``, one thread each when N = cores), or by asking: ``--threads N``.
+Where ``/proc/stat`` is missing (macOS, Windows) the default is 1 thread.
+bench/threads.py measures the policy.
 
     >>> job_threads(budget=1)
     1
@@ -38,6 +46,7 @@ from ablate.intra_op import torch_threads
 FIRST_SAMPLE = 0.1  # seconds of /proc/stat the first decision of a process waits for
 MIN_WINDOW = 0.05  # shorter windows keep the last decision (the kernel counts in 10 ms ticks)
 SLACK = 0.2  # a core counts as free when other processes used at most 20 % of it
+DEFAULT_MAX = 2  # the most threads the default gives a job (records stay bit-identical)
 
 
 def available_cores() -> int:
@@ -129,15 +138,16 @@ free_cores = _FreeCores()
 
 def job_threads(budget: int, requested: int | None = None) -> int:
     """Torch threads for a job that may use ``budget`` cores: ``requested`` (>= 1) if
-    given, else the idle cores within the budget (1 where that cannot be measured)."""
+    given, else the idle cores within the budget, at most ``DEFAULT_MAX`` (1 where the
+    load cannot be measured)."""
     if requested is not None:
         if requested < 1:
             raise AblateError(f"--threads {requested} must be >= 1 (or leave it out for the "
-                              "default: the cores other processes leave idle)")
+                              "default: 2 on idle cores, 1 on busy ones)")
         return requested
     if budget <= 1:
         return 1
-    return max(1, min(budget, free_cores() or 1))
+    return max(1, min(budget, DEFAULT_MAX, free_cores() or 1))
 
 
 class JobThreads:

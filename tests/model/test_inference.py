@@ -199,32 +199,28 @@ def test_prompt_cache_handed_to_shared_decoding_serves_again_but_cannot_grow():
 
 
 @pytest.mark.parametrize("attention", ["frobenius", "matrix3d"])
-def test_decoding_is_bit_identical_on_one_and_three_threads(attention):
-    # Invariant: the thread policy changes the thread count with the machine's load, so
-    # the prompt pass and one-token steps of both caches must not depend on it (CPU SDPA
-    # splits a single query's keys between threads: attention keeps it on one).
+def test_cached_decoding_is_bit_identical_on_one_and_two_threads(attention):
+    # Invariant: the thread policy runs a job on 1 or 2 threads as the load allows, so a
+    # prompt pass and one-token steps through a decode cache (CODI's latent and answer
+    # steps) must give the same bits on both: CPU SDPA splits a single query's keys
+    # between threads, so attention keeps that call on one.
     from ablate.intra_op import torch_threads
 
     model = tiny_model(attention=attention)
     gen = torch.Generator().manual_seed(5)
     prompts = torch.randint(0, 256, (3, 40), generator=gen)
-    tokens = torch.randint(0, 256, (6, 3), generator=gen)
+    tokens = torch.randint(0, 256, (3, 4), generator=gen)
 
     def run() -> list[torch.Tensor]:
         with torch.no_grad():
-            plain, prefix = DecodeCache(), DecodeCache()
-            out = [model(prompts, cache=plain).logits, model(prompts, cache=prefix).logits]
-            shared = SharedPrefixCache(prefix, n_branches=2, capacity=3)
-            for s in range(3):
-                position = torch.full((6, 1), 40 + s)
-                out.append(model(tokens[::2, s:s + 1], cache=plain).logits)
-                out.append(model(tokens[:, s:s + 1], position_ids=position,
-                                 cache=shared).logits)
+            cache = DecodeCache()
+            out = [model(prompts, cache=cache).logits]
+            out += [model(tokens[:, s:s + 1], cache=cache).logits for s in range(4)]
         return out
 
     with torch_threads(1):
         one = run()
-    with torch_threads(3):
-        three = run()
-    for a, b in zip(one, three, strict=True):
+    with torch_threads(2):
+        two = run()
+    for a, b in zip(one, two, strict=True):
         assert torch.equal(a, b)
