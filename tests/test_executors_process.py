@@ -105,3 +105,27 @@ def test_jobs_readjust_threads_between_batches(tmp_path, monkeypatch):
     before = torch.get_num_threads()
     run_job(job, cpu_budget=2)
     assert seen and seen[0] == 1 and torch.get_num_threads() == before
+
+
+def test_parallel_runs_start_the_longest_jobs_first_and_keep_the_grid_order_otherwise(tmp_path):
+    # Invariant: jobs with more iterations start first (list scheduling on 2 workers then
+    # ends a T = 4, 6, 8, 10 sweep of two checkpoints after 28 units instead of 32); jobs
+    # of equal T keep their grid order (checkpoint outermost).
+    from dataclasses import replace
+
+    from ablate.grid import longest_first
+
+    base = expand_jobs(load_experiment(write_experiment(tmp_path)).resolve())[0]
+    grid = [replace(base, job_id=f"c{c}-T{t}", n_iterations=t)
+            for c in range(2) for t in (4, 6, 8, 10)]
+    ordered = longest_first(grid)
+    assert [job.job_id for job in ordered] == ["c0-T10", "c1-T10", "c0-T8", "c1-T8",
+                                               "c0-T6", "c1-T6", "c0-T4", "c1-T4"]
+
+    def makespan(jobs, workers=2):
+        ends = [0] * workers
+        for job in jobs:
+            ends[ends.index(min(ends))] += job.n_iterations
+        return max(ends)
+
+    assert (makespan(ordered), makespan(grid)) == (28, 32)

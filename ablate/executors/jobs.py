@@ -21,7 +21,7 @@ from ablate.executors.base import Executor, ItemProgress, JobFn, RunProgress
 from ablate.executors.local import LocalExecutor
 from ablate.executors.threads import JobThreads, available_cores
 from ablate.experiment import CODI, Experiment, TaskSpec
-from ablate.grid import Job, expand_jobs
+from ablate.grid import Job, expand_jobs, longest_first
 from ablate.store import RunStore
 
 logger = logging.getLogger(__name__)
@@ -57,6 +57,8 @@ def run_experiment(
     with store:
         finished = store.finished()
         todo = [job for job in jobs if job.job_id not in finished]
+        if not executor.local:  # workers side by side: start the longest jobs first
+            todo = longest_first(todo)
         logger.info("%s: %d jobs, %d finished earlier, %d to run", run_dir, len(jobs),
                     len(jobs) - len(todo), len(todo))
         if progress is not None:
