@@ -3,7 +3,7 @@
 Jobs that share a model shape, task, mode, conditions and batch size cost the same, so
 one of them is calibrated per group: ``evaluate`` runs all of its conditions on a few
 items taken from its longest batch and from its median batch (``CALIBRATION_ROWS`` items
-each, under the thread policy), and the batch times are fitted as
+each, on one torch thread per job, as jobs side by side run), and the batch times are fitted as
 ``t = a·B·L + b·B·L²`` (per-position work, and attention, which grows with the
 square of the padded length L of a batch of B rows). The fit then prices every batch of
 the real job. Peak memory is measured during the longest calibration batch and scaled
@@ -12,6 +12,9 @@ peak). Generative jobs are priced as if every item decoded all its ``max_new_tok
 
 The projection assumes jobs side by side do not slow each other while there are free
 cores; on a machine shared with other work they do, so treat the figures as a floor.
+When the thread policy would give a one-process run 2 threads (two idle cores, no
+``--threads``), the longest calibration batch is timed again on 2 threads and the
+default row (1 job at a time) is divided by that measured speed-up.
 
     >>> estimate = estimate_run(experiment)              # doctest: +SKIP
     >>> estimate.wall_seconds(workers=2)                  # doctest: +SKIP
@@ -60,15 +63,20 @@ class GroupEstimate:
 @dataclass
 class RunEstimate:
     groups: list[GroupEstimate] = field(default_factory=list)
-    threads: int = 1
+    threads: int = 1  # per job in the calibration (and with --workers N)
     cores: int = 1
+    default_threads: int = 1  # what the thread policy gives a one-process run now
+    default_speedup: float = 1.0  # its measured speed over ``threads`` (1 job at a time)
 
     @property
     def job_seconds(self) -> list[float]:
         return [g.seconds_per_job for g in self.groups for _ in g.job_ids]
 
     def wall_seconds(self, workers: int = 1) -> float:
-        """Longest-first schedule of the jobs on ``workers`` slots (its finishing time)."""
+        """Longest-first schedule of the jobs on ``workers`` slots (its finishing time);
+        one slot runs on the default thread setting."""
+        if workers <= 1:
+            return sum(self.job_seconds) / self.default_speedup
         slots = [0.0] * max(1, workers)
         for seconds in sorted(self.job_seconds, reverse=True):
             heapq.heappush(slots, heapq.heappop(slots) + seconds)
@@ -120,14 +128,24 @@ def estimate_run(experiment: Experiment, *, rows: int = CALIBRATION_ROWS,
         config = _checkpoint(job.checkpoint.path, job.checkpoint.overrides).model.config
         groups.setdefault(_group_key(job, config), []).append(job)
     estimate = RunEstimate(cores=available_cores())
+    if threads is None:
+        estimate.default_threads = job_threads(estimate.cores)
+    speedups = []
     for jobs in groups.values():
-        group, used = _calibrate(jobs, rows, threads)
+        group, used, speedup = _calibrate(jobs, rows, threads, estimate.default_threads)
         estimate.groups.append(group)
         estimate.threads = used
+        speedups.append((group.seconds_per_job * len(group.job_ids), speedup))
+    total = sum(seconds for seconds, _ in speedups)
+    if total > 0:  # the run's speed-up: each group's weighted by its share of the time
+        estimate.default_speedup = total / sum(seconds / speedup for seconds, speedup in speedups)
     return estimate
 
 
-def _calibrate(jobs: list[Job], rows: int, threads: int | None) -> tuple[GroupEstimate, int]:
+def _calibrate(jobs: list[Job], rows: int, threads: int | None,
+               default_threads: int) -> tuple[GroupEstimate, int, float]:
+    """One group's estimate, its thread count, and the speed-up of ``default_threads``
+    over it on the group's longest calibration batch (1.0 when they are the same)."""
     from ablate.evaluation import evaluate
     from ablate.evaluation.batching import length_sorted_batches
     from ablate.interventions import expand_conditions
@@ -144,7 +162,7 @@ def _calibrate(jobs: list[Job], rows: int, threads: int | None) -> tuple[GroupEs
     lengths, new_tokens = _lengths(job, tokenizer, items, train, config)
     task = get_task(job.task.name, **job.task.options)  # its stops and max_new_tokens
     batches = length_sorted_batches(lengths, job.batch_size)
-    n_threads = job_threads(available_cores(), threads)
+    n_threads = threads or 1
     picks = [batches[0], batches[len(batches) // 2]] if len(batches) > 1 else batches[:1]
     samples: list[tuple[float, float, float]] = []  # (B·L, B·L², seconds)
     started = time.perf_counter()
@@ -177,6 +195,17 @@ def _calibrate(jobs: list[Job], rows: int, threads: int | None) -> tuple[GroupEs
                 extra = float(torch.cuda.max_memory_allocated(device))
             elif tracked:
                 extra = float(max(0, (_resident_peak() or before) - before))
+    speedup = 1.0
+    if threads is None and default_threads > n_threads:
+        chosen = picks[0][:rows]
+        start = time.perf_counter()
+        with torch_threads(default_threads):
+            evaluate(model, tokenizer, [items[i] for i in chosen], conditions,
+                     task=task, mode=job.task.mode, n_iterations=job.n_iterations,
+                     eval_seed=job.eval_seed, batch_size=len(chosen), device=device,
+                     few_shot=job.task.few_shot, train_items=train,
+                     max_new_tokens=job.task.max_new_tokens)
+        speedup = samples[0][2] / max(time.perf_counter() - start, 1e-9)
     a, b = _fit(samples)
     seconds = sum(a * len(batch) * (max(lengths[i] for i in batch) + new_tokens)
                   + b * len(batch) * (max(lengths[i] for i in batch) + new_tokens) ** 2
@@ -190,7 +219,7 @@ def _calibrate(jobs: list[Job], rows: int, threads: int | None) -> tuple[GroupEs
     peak = int((before if device.type == "cpu" else 0) + extra * scale)
     group = GroupEstimate(description, [j.job_id for j in jobs], seconds, peak,
                           time.perf_counter() - started)
-    return group, n_threads
+    return group, n_threads, speedup
 
 
 def _current_resident() -> int:

@@ -238,3 +238,15 @@ def test_a_generative_tasks_scoring_options_reach_its_evaluation_and_estimate(
     assert not records["prediction"].str.contains("\n").any()
     config = json.loads((tmp_path / "run" / MANIFEST).read_text())["config"]
     assert config["tasks"][0]["options"]["outcome"] == "flexible"
+
+
+def test_estimate_schedules_jobs_longest_first_and_prices_the_default_on_its_threads():
+    # Invariant: N workers run one-thread jobs longest first; the default row (one job at
+    # a time) is the jobs' total divided by the measured speed-up of the default threads.
+    from ablate.executors.estimate import GroupEstimate, RunEstimate
+
+    estimate = RunEstimate(groups=[GroupEstimate("long", ["a", "b"], 10.0, 0, 0.0),
+                                   GroupEstimate("short", ["c", "d"], 4.0, 0, 0.0)],
+                           threads=1, cores=2, default_threads=2, default_speedup=1.6)
+    assert estimate.wall_seconds(2) == 14.0  # 10 + 4 on each worker
+    assert estimate.wall_seconds(1) == 28.0 / 1.6
