@@ -32,6 +32,7 @@ bench/threads.py measures the policy.
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import threading
@@ -42,6 +43,8 @@ from dataclasses import dataclass
 
 from ablate.errors import AblateError
 from ablate.intra_op import torch_threads
+
+logger = logging.getLogger(__name__)
 
 FIRST_SAMPLE = 0.1  # seconds of /proc/stat the first decision of a process waits for
 MIN_WINDOW = 0.05  # shorter windows keep the last decision (the kernel counts in 10 ms ticks)
@@ -157,12 +160,18 @@ class JobThreads:
     def __init__(self, budget: int, requested: int | None = None) -> None:
         self.budget, self.requested = budget, requested
         self.threads = job_threads(budget, requested)
+        logger.info("job starts on %d torch thread(s) (%s)", self.threads,
+                    "--threads" if requested is not None else "thread policy")
 
     def adjust(self) -> None:
         import torch
 
         if self.requested is None and self.budget > 1:
-            self.threads = job_threads(self.budget)
+            threads = job_threads(self.budget)
+            if threads != self.threads:
+                logger.info("torch threads %d -> %d (idle cores changed)", self.threads,
+                            threads)
+                self.threads = threads
             if torch.get_num_threads() != self.threads:
                 torch.set_num_threads(self.threads)
 
