@@ -167,11 +167,19 @@ def _calibrate(jobs: list[Job], rows: int, threads: int | None,
     samples: list[tuple[float, float, float]] = []  # (B·L, B·L², seconds)
     started = time.perf_counter()
     device = resolve_device(job.device)
-    with torch_threads(n_threads):  # warm-up: first calls allocate and load kernels
-        evaluate(model, tokenizer, items[:1], conditions[:1], task=task,
-                 mode=job.task.mode, n_iterations=job.n_iterations, eval_seed=job.eval_seed,
-                 batch_size=1, device=device, few_shot=job.task.few_shot, train_items=train,
-                 max_new_tokens=job.task.max_new_tokens)
+
+    def timed(chosen: list[int], n: int, of_conditions: list[Any]) -> float:
+        """Seconds of evaluating items ``chosen`` as one batch on n threads."""
+        start = time.perf_counter()
+        with torch_threads(n):
+            evaluate(model, tokenizer, [items[i] for i in chosen], of_conditions, task=task,
+                     mode=job.task.mode, n_iterations=job.n_iterations,
+                     eval_seed=job.eval_seed, batch_size=len(chosen), device=device,
+                     few_shot=job.task.few_shot, train_items=train,
+                     max_new_tokens=job.task.max_new_tokens)
+        return time.perf_counter() - start
+
+    timed([0], n_threads, conditions[:1])  # warm-up: first calls allocate and load kernels
     before, extra, scale = _current_resident(), 0.0, 1.0
     for n, batch in enumerate(picks):
         chosen = batch[:rows]
@@ -182,14 +190,8 @@ def _calibrate(jobs: list[Job], rows: int, threads: int | None,
             before = _current_resident()
             if device.type == "cuda":
                 torch.cuda.reset_peak_memory_stats(device)
-        start = time.perf_counter()
-        with torch_threads(n_threads):
-            evaluate(model, tokenizer, [items[i] for i in chosen], conditions,
-                     task=task, mode=job.task.mode, n_iterations=job.n_iterations,
-                     eval_seed=job.eval_seed, batch_size=len(chosen), device=device,
-                     few_shot=job.task.few_shot, train_items=train,
-                     max_new_tokens=job.task.max_new_tokens)
-        samples.append((len(chosen) * width, len(chosen) * width**2, time.perf_counter() - start))
+        samples.append((len(chosen) * width, len(chosen) * width**2,
+                        timed(chosen, n_threads, conditions)))
         if n == 0:
             if device.type == "cuda":
                 extra = float(torch.cuda.max_memory_allocated(device))
@@ -197,15 +199,7 @@ def _calibrate(jobs: list[Job], rows: int, threads: int | None,
                 extra = float(max(0, (_resident_peak() or before) - before))
     speedup = 1.0
     if threads is None and default_threads > n_threads:
-        chosen = picks[0][:rows]
-        start = time.perf_counter()
-        with torch_threads(default_threads):
-            evaluate(model, tokenizer, [items[i] for i in chosen], conditions,
-                     task=task, mode=job.task.mode, n_iterations=job.n_iterations,
-                     eval_seed=job.eval_seed, batch_size=len(chosen), device=device,
-                     few_shot=job.task.few_shot, train_items=train,
-                     max_new_tokens=job.task.max_new_tokens)
-        speedup = samples[0][2] / max(time.perf_counter() - start, 1e-9)
+        speedup = samples[0][2] / max(timed(picks[0][:rows], default_threads, conditions), 1e-9)
     a, b = _fit(samples)
     seconds = sum(a * len(batch) * (max(lengths[i] for i in batch) + new_tokens)
                   + b * len(batch) * (max(lengths[i] for i in batch) + new_tokens) ** 2
