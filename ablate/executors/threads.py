@@ -102,12 +102,14 @@ def _read(cores: set[int]) -> _Reading | None:
         return None
     ticks = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
     busy = 0
-    for line in lines:
-        name, *fields = line.split()
-        if not name.startswith("cpu") or name == "cpu" or int(name[3:]) not in cores:
-            continue
-        values = [int(x) for x in fields[:8]]  # user nice system idle iowait irq softirq steal
-        busy += sum(values) - values[3] - values[4]
+    try:
+        for line in lines:
+            name, *fields = line.split() or [""]
+            if name[3:].isdigit() and name.startswith("cpu") and int(name[3:]) in cores:
+                values = [int(x) for x in fields[:8]]  # user nice system idle iowait irq ...
+                busy += sum(values) - values[3] - values[4]
+    except (ValueError, IndexError):  # a /proc/stat of another format: not measurable
+        return None
     return _Reading(time.monotonic(), busy / ticks, time.process_time())
 
 
