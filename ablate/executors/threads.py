@@ -131,7 +131,7 @@ class _FreeCores:
                 time.sleep(FIRST_SAMPLE)
                 self._last, now = now, _read(self._cores) or now
             window = now.wall - self._last.wall
-            if window >= MIN_WINDOW or self._free is None:
+            if window >= MIN_WINDOW or (self._free is None and window > 0):
                 others = max(0.0, (now.busy - self._last.busy) - (now.own - self._last.own))
                 self._free = max(0, math.floor(len(self._cores) - others / window + SLACK))
                 self._last = now
