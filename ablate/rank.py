@@ -155,7 +155,13 @@ def _run_in_threads(fn: Callable, pieces: tuple[torch.Tensor, ...], parts: int) 
         thread.start()
     work(0)
     for thread in threads:
-        thread.join()
+        # A Ctrl-C here must not leave a thread inside LAPACK while the interpreter
+        # exits (it aborts the process then): join them all, then raise it.
+        while thread.is_alive():
+            try:
+                thread.join()
+            except KeyboardInterrupt as err:
+                errors.insert(0, err)
     if errors:
         raise errors[0]
     return results

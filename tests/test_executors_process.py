@@ -10,10 +10,11 @@ import torch
 
 from ablate.errors import AblateError
 from ablate.executors import ProcessExecutor, get_executor, run_experiment, run_job
-from ablate.executors.threads import job_threads
+from ablate.executors.threads import job_threads, model_width
 from ablate.experiment import load_experiment
 from ablate.grid import expand_jobs
 from ablate.store import read_records
+from tests.conftest import tiny_model
 from tests.test_executors import one_torch_thread, write_experiment  # noqa: F401
 
 
@@ -56,6 +57,8 @@ def test_thread_policy_takes_idle_cores_within_the_budget(monkeypatch):
     with pytest.raises(AblateError, match="--threads 0"):
         job_threads(budget=8, requested=0)
     assert job_threads(budget=1) == 1
+    assert job_threads(budget=8, width=768) == 8  # GPT-2-wide products share well
+    assert model_width(tiny_model()) == 4
     for free, budget, expected in [(6, 8, 2), (2, 8, 2), (1, 8, 1), (6, 1, 1), (0, 8, 1),
                                    (None, 8, 1)]:
         monkeypatch.setattr(policy, "free_cores", lambda free=free: free)

@@ -33,8 +33,9 @@ TaskOptions = Annotated[list[str] | None,
                         typer.Option("--task-option", help="Task option key=value, repeatable.")]
 
 
-def _threads(threads: int | None) -> None:
-    """--threads N; None: the thread policy's choice (ablate.executors.threads)."""
+def _threads(threads: int | None, width: int | None = None) -> None:
+    """--threads N; None: the thread policy's choice (ablate.executors.threads) for a
+    model whose widest matrix is ``width``."""
     if threads is not None and threads < 0:
         raise AblateError(f"--threads {threads} must be >= 0 (0 keeps torch's default)")
     if threads != 0:
@@ -42,7 +43,7 @@ def _threads(threads: int | None) -> None:
 
         from ablate.executors.threads import available_cores, job_threads
 
-        torch.set_num_threads(threads or job_threads(available_cores()))
+        torch.set_num_threads(threads or job_threads(available_cores(), width=width))
 
 
 def _load(checkpoint: str, kind: str | None, tokenizer: str | None, base: str | None,
@@ -124,11 +125,12 @@ def eval_command(
         evaluate_items,
         most_frequent_answer,
     )
+    from ablate.executors.threads import model_width
     from ablate.rank import effective_rank
     from ablate.tasks import get_task
 
-    _threads(threads)
     solver = _load(checkpoint, kind, tokenizer, base, n_head, device)
+    _threads(threads, model_width(getattr(solver, "thinker", None) or solver))
     native = not hasattr(solver, "gpt2")
     options = key_values(task_option or [], "--task-option")
     if task is None:  # the training distribution, with --task-option on top

@@ -128,7 +128,7 @@ def estimate_run(experiment: Experiment, *, rows: int = CALIBRATION_ROWS,
         config = _checkpoint(job.checkpoint.path, job.checkpoint.overrides).model.config
         groups.setdefault(_group_key(job, config), []).append(job)
     estimate = RunEstimate(cores=available_cores())
-    if threads is None:
+    if threads is None:  # Matrix Thinker grids only (CODI is refused above): small matrices
         estimate.default_threads = job_threads(estimate.cores)
     speedups = []
     for jobs in groups.values():

@@ -19,7 +19,7 @@ import pandas as pd
 from ablate.errors import AblateError
 from ablate.executors.base import Executor, ItemProgress, JobFn, RunProgress
 from ablate.executors.local import LocalExecutor
-from ablate.executors.threads import JobThreads, available_cores
+from ablate.executors.threads import JobThreads, available_cores, model_width
 from ablate.experiment import CODI, Experiment, TaskSpec
 from ablate.grid import Job, expand_jobs, longest_first
 from ablate.store import RunStore
@@ -129,7 +129,8 @@ def _evaluate_thinker(job: Job, items: list[Any], counter: _Counter, threads: in
     config = loaded.model.config
     conditions = expand_conditions(list(job.interventions), d=config.mat_dim,
                                    n_layers=config.n_layers)
-    threads_of_job = JobThreads(cpu_budget or available_cores(), threads)
+    threads_of_job = JobThreads(cpu_budget or available_cores(), threads,
+                                model_width(loaded.model))
     progress = _between_batches(threads_of_job, counter.start(len(items) * len(conditions)))
     with threads_of_job.applied():
         return evaluate(
@@ -150,7 +151,8 @@ def _evaluate_codi(job: Job, model: Any, items: list[Any], counter: _Counter,
     assert job.n_latents is not None
     conditions = latent_conditions(codi_conditions(job, model.mat_dim), job.n_latents,
                                    model.mat_dim)
-    threads_of_job = JobThreads(cpu_budget or available_cores(), threads)
+    threads_of_job = JobThreads(cpu_budget or available_cores(), threads,
+                                model_width(getattr(model, "thinker", None) or model))
     progress = _between_batches(threads_of_job, counter.start(len(items) * len(conditions)))
     with threads_of_job.applied():
         frame = evaluate_codi(

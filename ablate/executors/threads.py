@@ -21,8 +21,9 @@ some small products differently at 2 threads (seen on a d = 4 test model's outpu
 at 6 rows: 1.2e-7), so ``--threads 1`` is the setting for records that are bit-identical
 whatever the load. More cores are used by jobs side by side (``--workers N``: each job
 gets ``cores // N``, one thread each when N = cores), or by asking: ``--threads N``.
-Where ``/proc/stat`` is missing (macOS, Windows) the default is 1 thread.
-bench/threads.py measures the policy.
+Where ``/proc/stat`` is missing (macOS, Windows) the default is 1 thread. Models wider
+than ``SMALL_MATRIX`` (GPT-2-based CODI checkpoints, n_embd 768) multiply matrices large
+enough to share and get every core of their budget. bench/threads.py measures the policy.
 
     >>> job_threads(budget=1)
     1
@@ -50,6 +51,7 @@ FIRST_SAMPLE = 0.1  # seconds of /proc/stat the first decision of a process wait
 MIN_WINDOW = 0.05  # shorter windows keep the last decision (the kernel counts in 10 ms ticks)
 SLACK = 0.2  # a core counts as free when other processes used at most 20 % of it
 DEFAULT_MAX = 2  # the most threads the default gives a job (records stay bit-identical)
+SMALL_MATRIX = 128  # wider models (GPT-2-based CODI, n_embd 768) get their whole budget
 
 
 def available_cores() -> int:
@@ -141,10 +143,12 @@ class _FreeCores:
 free_cores = _FreeCores()
 
 
-def job_threads(budget: int, requested: int | None = None) -> int:
+def job_threads(budget: int, requested: int | None = None, width: int | None = None) -> int:
     """Torch threads for a job that may use ``budget`` cores: ``requested`` (>= 1) if
-    given, else the idle cores within the budget, at most ``DEFAULT_MAX`` (1 where the
-    load cannot be measured)."""
+    given; for a model whose widest matrix is wider than ``SMALL_MATRIX`` (a GPT-2-based
+    CODI model) the whole budget, as its products are large enough to share; else the
+    idle cores within the budget, at most ``DEFAULT_MAX`` (1 where the load cannot be
+    measured). ``width`` None: unknown, treated as small."""
     if requested is not None:
         if requested < 1:
             raise AblateError(f"--threads {requested} must be >= 1 (or leave it out for the "
@@ -152,16 +156,32 @@ def job_threads(budget: int, requested: int | None = None) -> int:
         return requested
     if budget <= 1:
         return 1
+    if width is not None and width > SMALL_MATRIX:
+        return budget
     return max(1, min(budget, DEFAULT_MAX, free_cores() or 1))
+
+
+def model_width(model: object) -> int | None:
+    """The widest matrix operand of a loaded model: a Matrix Thinker's d, a GPT-2's n_embd."""
+    widths = []
+    for part in (model, getattr(model, "gpt2", None)):  # research CODI: GPT-2 + bottleneck
+        config = getattr(part, "config", None)
+        for name in ("mat_dim", "n_embd", "hidden_size", "d_model"):
+            value = getattr(config, name, None)
+            if isinstance(value, int):
+                widths.append(value)
+                break
+    return max(widths) if widths else None
 
 
 class JobThreads:
     """A job's torch threads: set on entry, decided again by ``adjust()`` between
     batches (unless fixed by ``requested``), restored on exit."""
 
-    def __init__(self, budget: int, requested: int | None = None) -> None:
-        self.budget, self.requested = budget, requested
-        self.threads = job_threads(budget, requested)
+    def __init__(self, budget: int, requested: int | None = None,
+                 width: int | None = None) -> None:
+        self.budget, self.requested, self.width = budget, requested, width
+        self.threads = job_threads(budget, requested, width)
         logger.info("job starts on %d torch thread(s) (%s)", self.threads,
                     "--threads" if requested is not None else "thread policy")
 
@@ -169,7 +189,7 @@ class JobThreads:
         import torch
 
         if self.requested is None and self.budget > 1:
-            threads = job_threads(self.budget)
+            threads = job_threads(self.budget, width=self.width)
             if threads != self.threads:
                 logger.info("torch threads %d -> %d (idle cores changed)", self.threads,
                             threads)

@@ -12,6 +12,8 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from ablate.cli import main
 from ablate.store import OWNER, RECORDS, finished_jobs, read_records
 from tests.test_executors import one_torch_thread, write_experiment  # noqa: F401
@@ -25,9 +27,13 @@ INTERRUPTED = re.compile(r"^interrupted: (\d+) of (\d+) jobs finished in (.+) \(
                          r"same command to resume$")
 
 
-def test_sigint_exits_130_with_one_line_and_the_same_command_resumes(tmp_path, capsys):
+@pytest.mark.parametrize("threads", [[], ["--threads", "2"]], ids=["default", "two-threads"])
+def test_sigint_exits_130_with_one_line_and_the_same_command_resumes(tmp_path, capsys, threads):
+    # With 2 torch threads the rank spectra run on 2 Python threads: a Ctrl-C must not
+    # leave one of them inside LAPACK while the interpreter exits (that aborted, -6).
     path, run_dir = write_experiment(tmp_path, **GRID), tmp_path / "run"
-    command = [sys.executable, "-m", "ablate.cli", "run", str(path), "--out", str(run_dir)]
+    command = [sys.executable, "-m", "ablate.cli", "run", str(path), "--out", str(run_dir),
+               *threads]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
     deadline = time.monotonic() + 300
