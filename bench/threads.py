@@ -106,7 +106,7 @@ def run(quick: bool = False) -> list[dict]:
                     for key, threads in settings.items():
                         times[key].append(_wall(work, threads))
                         if threads is None:
-                            chosen.append(policy.free_cores._free or 1)
+                            chosen.append(min(policy.DEFAULT_MAX, policy.free_cores.last or 1))
                 best = {key: min(values) for key, values in times.items()}
                 baseline = min(best["one"], best["all"])
                 rows.append({

@@ -124,6 +124,11 @@ class _FreeCores:
         self._free: int | None = None
         self._cores = _cores()
 
+    @property
+    def last(self) -> int | None:
+        """The count the latest call decided (None before the first)."""
+        return self._free
+
     def __call__(self) -> int | None:
         with self._lock:
             now = _read(self._cores)
