@@ -114,6 +114,6 @@ def longest_first(jobs: list[Job]) -> list[Job]:
     scheduling): a T = 4, 6, 8, 10 sweep of two checkpoints on 2 workers ends after
     28 units of T in this order and after 32 in the grid's."""
     def size(job: Job) -> int:
-        return job.n_latents if job.n_iterations is None else job.n_iterations  # type: ignore[return-value]
+        return job.n_iterations if job.n_iterations is not None else job.n_latents or 0
 
-    return sorted(jobs, key=lambda job: -(size(job) or 0))
+    return sorted(jobs, key=size, reverse=True)  # stable: ties keep the grid order
