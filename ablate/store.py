@@ -8,7 +8,8 @@ Layout of a run directory::
                              source of each ("checkpoints": path, label, train_seed, format,
                              settings {name: {value, source, how}}, assumed [names])
     records/<job_id>.parquet one row per (job, item, condition), the columns of
-                             ``ablate.schema``; written atomically
+                             ``ablate.schema``; written atomically; the file's pandas
+                             attrs keep what is not a record (``torch_threads``)
     .lock, owner.json        held while a run writes; owner.json names the process
 
 A job's file appears only once it is complete (temp file in the same directory, fsync,
@@ -171,7 +172,8 @@ def read_records(run_dir: str | Path) -> pd.DataFrame:
     """All records of a run, sorted by job id, rows in file order within a job.
 
     An incomplete run reads fine: the ids of the jobs still missing are logged and kept
-    in ``frame.attrs["missing_jobs"]``.
+    in ``frame.attrs["missing_jobs"]``. ``frame.attrs["torch_threads"]`` maps each job id
+    to the torch thread counts it ran on (jobs written before ablate kept them: absent).
     """
     manifest = read_manifest(run_dir)
     files = sorted((Path(run_dir) / RECORDS).glob("*.parquet"), key=lambda p: p.stem)
@@ -183,7 +185,9 @@ def read_records(run_dir: str | Path) -> pd.DataFrame:
         logger.warning("%s: %d of %d jobs have no records yet (first: %s); run `ablate run` "
                        "again to finish them", run_dir, len(missing), len(manifest["jobs"]),
                        missing[0])
-    frame.attrs["missing_jobs"] = missing
+    threads = {path.stem: part.attrs["torch_threads"]
+               for path, part in zip(files, frames, strict=True) if "torch_threads" in part.attrs}
+    frame.attrs = {"missing_jobs": missing, "torch_threads": threads}
     return frame
 
 

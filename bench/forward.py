@@ -7,10 +7,16 @@ teacher-forced evaluation runs them, ``return_states=True, head=False``):
 * the same with attention's FLOPs counted too (torch's FLOP counter does not count the
   fused CPU attention kernel; its causal FLOPs, 4·H·h·d per query-key pair, are added);
 * the evaluation forward against the reference blocks (the training code path) on the
-  same batch: the speed-up of the inference path.
+  same batch: the speed-up of the inference path;
+* how far attention can go: causal attention alone at the forward's shapes (one
+  (t, layer): queries, keys and values (B, H, L, h·d)) as the forward runs it (fused CPU
+  SDPA), and its two matrix products alone (``q kᵀ`` and ``w v`` over blocks of 64
+  queries, keys up to the block's end: no mask, no softmax), each against the bmm rate,
+  counting the causal FLOPs. The products alone bound what any eager formulation of
+  attention reaches, and attention is most of a long sequence's FLOPs.
 
-ratio for the first two rows = (FLOPs / bmm rate) / time, i.e. the share of the bmm rate
-reached (higher is better); for the third, reference time / inference time.
+ratio = (FLOPs / bmm rate) / time, i.e. the share of the bmm rate reached (higher is
+better), except the third row: reference time / inference time.
 Times are CPU seconds of this process (steadier than wall time when other jobs share the
 cores), best of interleaved repeats.
 
@@ -20,8 +26,10 @@ cores), best of interleaved repeats.
 from __future__ import annotations
 
 import argparse
+import math
 
 import torch
+import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
 from ablate.executors.threads import torch_threads
@@ -85,6 +93,8 @@ def _run(quick: bool) -> list[dict]:
                 times["reference"].append(cpu_and_wall(forward)[0])
                 model.use_inference_path = True
         times["bmm"].append(bmm_rate())
+        attention_times = _attention_alone(B, L, repeats)
+        times["bmm"].append(bmm_rate())
     rate = max(times["bmm"]) * 1e9
     inference, reference = min(times["inference"]), min(times["reference"])
     shape = (f"d={D}, {n_layers} layers, T={T}, {B} GSM8K items x {L} tokens (padded; "
@@ -103,7 +113,50 @@ def _run(quick: bool) -> list[dict]:
         {"benchmark": "teacher-forced forward, research size", "method": "inference path",
          "baseline": "reference blocks (training path)", "ratio": reference / inference,
          "detail": f"speed-up; {inference:.1f} vs {reference:.1f} CPU s"},
+        *_attention_rows(attention_times, B, L, rate),
     ]
+
+
+QUERY_BLOCK = 64
+
+
+def _attention_alone(B: int, L: int, repeats: int) -> dict[str, float]:
+    """CPU seconds of one (t, layer)'s causal attention at the forward's shapes: fused
+    SDPA as the forward runs it, and its two matrix products alone (best of repeats)."""
+    H, width = N_HEADS, D * D // N_HEADS  # (B, H, L, h·d)
+    generator = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(B, H, L, width, generator=generator) for _ in range(3))
+    out = torch.empty_like(q)
+
+    def fused() -> None:
+        F.scaled_dot_product_attention(q, k, v, is_causal=True)
+
+    def products() -> None:
+        for lo in range(0, L, QUERY_BLOCK):
+            hi = min(lo + QUERY_BLOCK, L)
+            w = torch.matmul(q[:, :, lo:hi], k[:, :, :hi].mT)  # scores as weights
+            torch.matmul(w, v[:, :, :hi], out=out[:, :, lo:hi])
+
+    return {name: best_of(fn, max(repeats, 2), clock="cpu")
+            for name, fn in (("fused", fused), ("products", products))}
+
+
+def _attention_rows(times: dict[str, float], B: int, L: int, rate: float) -> list[dict]:
+    flops = 4 * N_HEADS * (D // N_HEADS) * D * B * L * (L + 1) / 2  # causal, one (t, layer)
+    blocks = math.ceil(L / QUERY_BLOCK)
+    rows = []
+    for name, method, how in (
+            ("fused", "causal attention alone (fused SDPA)", "as the forward runs it"),
+            ("products", "its two matrix products alone",
+             f"q kᵀ and w v over {blocks} blocks of {QUERY_BLOCK} queries; no mask or "
+             "softmax: a bound for any attention built on these products")):
+        rows.append({"benchmark": "teacher-forced forward, research size", "method": method,
+                     "baseline": "its causal FLOPs at the bmm rate",
+                     "ratio": flops / rate / times[name],
+                     "detail": f"{flops / times[name] / 1e9:.1f} GFLOP/s; {how}; one "
+                               f"(t, layer) of ({B}, {N_HEADS}, {L}, {D * D // N_HEADS}) "
+                               "queries, keys and values"})
+    return rows
 
 
 if __name__ == "__main__":

@@ -106,8 +106,36 @@ def test_jobs_readjust_threads_between_batches(tmp_path, monkeypatch):
     monkeypatch.setattr(jobs_module.JobThreads, "adjust", adjust)
     job = expand_jobs(load_experiment(write_experiment(tmp_path)).resolve())[0]
     before = torch.get_num_threads()
-    run_job(job, cpu_budget=2)
+    records = run_job(job, cpu_budget=2)
     assert seen and seen[0] == 1 and torch.get_num_threads() == before
+    assert records.attrs["torch_threads"] == [2, 1]  # every count it ran on, in order
+
+
+def test_run_files_keep_the_thread_counts_of_each_job_and_the_report_states_them(tmp_path):
+    # Invariant: the thread counts a job ran on are read back from its record file (not a
+    # record column), and the report's provenance states them.
+    from ablate.report.provenance import threads_facts
+
+    experiment = load_experiment(write_experiment(tmp_path)).resolve()
+    run_experiment(experiment, tmp_path / "run", threads=2)
+    records = read_records(tmp_path / "run")
+    jobs = [job.job_id for job in expand_jobs(experiment)]
+    assert records.attrs["torch_threads"] == {job_id: [2] for job_id in jobs}
+    assert "torch_threads" not in records.columns
+    [fact] = threads_facts(records.attrs["torch_threads"])
+    assert fact.startswith(f"Torch threads per job: {len(jobs)} on 2 (of {len(jobs)} jobs)")
+    assert "--threads 1" in fact
+
+
+def test_threads_facts_count_jobs_per_thread_count_and_jobs_that_changed():
+    # Invariant: one line; a job that ran on 2 then 1 counts under both and as changed;
+    # runs on one thread need no advice; runs that kept no counts get no line.
+    from ablate.report.provenance import threads_facts
+
+    assert threads_facts({}) == []
+    assert threads_facts({"a": [1], "b": [1]}) == ["Torch threads per job: 2 on 1 (of 2 jobs)"]
+    [fact] = threads_facts({"a": [2, 1], "b": [2]})
+    assert fact.startswith("Torch threads per job: 1 on 1, 2 on 2 (of 2 jobs); 1 changed")
 
 
 def test_parallel_runs_start_the_longest_jobs_first_and_keep_the_grid_order_otherwise(tmp_path):

@@ -87,15 +87,25 @@ def run_job(job: Job, *, progress: ItemProgress | None = None, threads: int | No
     counter = _Counter(job, progress)
     if job.checkpoint.model == CODI:
         model = _codi_model(job.checkpoint.path, job.checkpoint.overrides, job.device)
-        frame, n_iterations = _evaluate_codi(job, model, items, counter, threads, cpu_budget)
+        threads_of_job = JobThreads(cpu_budget or available_cores(), threads,
+                                    model_width(getattr(model, "thinker", None) or model))
+        frame, n_iterations = _evaluate_codi(job, model, items, counter, threads_of_job)
     else:
-        frame = _evaluate_thinker(job, items, counter, threads, cpu_budget)
+        loaded = _checkpoint(job.checkpoint.path, job.checkpoint.overrides)
+        threads_of_job = JobThreads(cpu_budget or available_cores(), threads,
+                                    model_width(loaded.model))
+        frame = _evaluate_thinker(job, loaded, items, counter, threads_of_job)
         n_iterations = None
     columns = pd.DataFrame({
         name: pd.Series([value] * len(frame), dtype="string" if isinstance(value, str) else "int64")
         for name, value in job.columns(n_iterations).items()
     })
-    return pd.concat([columns, frame.reset_index(drop=True)], axis=1)
+    records = pd.concat([columns, frame.reset_index(drop=True)], axis=1)
+    # Kept with the job's records file (not a column): 1 and 2 threads give bit-identical
+    # records on the shipped experiments, but a BLAS may round a small product
+    # differently at 2, so a last-bit difference between two runs can be traced here.
+    records.attrs = {"torch_threads": list(threads_of_job.used)}
+    return records
 
 
 class _Counter:
@@ -117,20 +127,17 @@ class _Counter:
         self.progress(self.job, self.done, self.total)
 
 
-def _evaluate_thinker(job: Job, items: list[Any], counter: _Counter, threads: int | None,
-                      cpu_budget: int | None) -> pd.DataFrame:
+def _evaluate_thinker(job: Job, loaded: Any, items: list[Any], counter: _Counter,
+                      threads_of_job: JobThreads) -> pd.DataFrame:
     from ablate.evaluation import evaluate
     from ablate.interventions import expand_conditions
 
-    loaded = _checkpoint(job.checkpoint.path, job.checkpoint.overrides)
     train_items = None
     if job.task.few_shot:
         train_items = _load_items(_canonical(vars(_few_shot_source(job.task))))
     config = loaded.model.config
     conditions = expand_conditions(list(job.interventions), d=config.mat_dim,
                                    n_layers=config.n_layers)
-    threads_of_job = JobThreads(cpu_budget or available_cores(), threads,
-                                model_width(loaded.model))
     progress = _between_batches(threads_of_job, counter.start(len(items) * len(conditions)))
     with threads_of_job.applied():
         return evaluate(
@@ -143,7 +150,7 @@ def _evaluate_thinker(job: Job, items: list[Any], counter: _Counter, threads: in
 
 
 def _evaluate_codi(job: Job, model: Any, items: list[Any], counter: _Counter,
-                   threads: int | None, cpu_budget: int | None) -> tuple[pd.DataFrame, int]:
+                   threads_of_job: JobThreads) -> tuple[pd.DataFrame, int]:
     """A CODI job's records and its model's T."""
     from ablate.codi.loading import model_iterations
     from ablate.codi.records import evaluate_codi, latent_conditions
@@ -151,8 +158,6 @@ def _evaluate_codi(job: Job, model: Any, items: list[Any], counter: _Counter,
     assert job.n_latents is not None
     conditions = latent_conditions(codi_conditions(job, model.mat_dim), job.n_latents,
                                    model.mat_dim)
-    threads_of_job = JobThreads(cpu_budget or available_cores(), threads,
-                                model_width(getattr(model, "thinker", None) or model))
     progress = _between_batches(threads_of_job, counter.start(len(items) * len(conditions)))
     with threads_of_job.applied():
         frame = evaluate_codi(

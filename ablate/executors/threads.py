@@ -187,6 +187,7 @@ class JobThreads:
                  width: int | None = None) -> None:
         self.budget, self.requested, self.width = budget, requested, width
         self.threads = job_threads(budget, requested, width)
+        self.used = [self.threads]  # every count the job ran on, in order of first use
         logger.info("job starts on %d torch thread(s) (%s)", self.threads,
                     "--threads" if requested is not None else "thread policy")
 
@@ -199,6 +200,8 @@ class JobThreads:
                 logger.info("torch threads %d -> %d (idle cores changed)", self.threads,
                             threads)
                 self.threads = threads
+                if threads not in self.used:
+                    self.used.append(threads)
             if torch.get_num_threads() != self.threads:
                 torch.set_num_threads(self.threads)
 

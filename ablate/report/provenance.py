@@ -224,6 +224,25 @@ def status_notes(run: RunAnalysis) -> list[Block]:
     return blocks
 
 
+def threads_facts(threads: Mapping[str, list[int]]) -> list[str]:
+    """What the jobs' torch thread counts were (job id -> counts, from their record
+    files); nothing for runs that did not keep them."""
+    if not threads:
+        return []
+    counts = sorted({n for used in threads.values() for n in used})
+    changed = sum(len(set(used)) > 1 for used in threads.values())
+    by_count = ", ".join(f"{sum(n in used for used in threads.values())} on {n}"
+                         for n in counts)
+    fact = f"Torch threads per job: {by_count} (of {len(threads)} jobs)"
+    if changed:
+        fact += f"; {changed} changed count between batches (the thread policy follows the load)"
+    if counts != [1]:
+        fact += ("; more than one thread may round some products differently in the last "
+                 "bits, and `ablate run --threads 1` keeps records bit-identical whatever "
+                 "the load")
+    return [fact]
+
+
 def provenance_blocks(run: RunAnalysis) -> list[Block]:
     """The "What was run" section."""
     manifest = run.manifest
@@ -253,6 +272,7 @@ def provenance_blocks(run: RunAnalysis) -> list[Block]:
         f"Python {manifest.get('python', 'unknown')} on {manifest.get('platform', 'unknown')}"
         + (f"; {libraries}" if libraries else ""),
         f"Jobs: {run.n_jobs - len(run.missing_jobs)} of {run.n_jobs} finished",
+        *threads_facts(run.records.attrs.get("torch_threads") or {}),
         *(_study_facts(study) if study else _grid_facts(config)),
         f"Statistics: {settings.level:.0%} intervals, {settings.n_boot} bootstrap replicates"
         + (" (a smoke run)" if settings.smoke else "")
