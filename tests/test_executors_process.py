@@ -39,6 +39,8 @@ def test_two_workers_write_the_records_of_the_local_executor_and_keep_the_contra
     assert result.n_run == local.n_run == len(expand_jobs(experiment))
     pd.testing.assert_frame_equal(read_records(tmp_path / "process"),
                                   read_records(tmp_path / "local"))
+    kept = read_records(tmp_path / "process").attrs["torch_threads"]  # through the workers
+    assert set(kept) == {job.job_id for job in expand_jobs(experiment)}
     assert "boom" not in done and set(done) <= {"a", "b"} and "a" in done
 
 
