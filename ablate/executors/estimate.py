@@ -40,7 +40,12 @@ from ablate.executors.jobs import (
     _few_shot_source,
     _load_items,
 )
-from ablate.executors.threads import available_cores, job_threads, torch_threads
+from ablate.executors.threads import (
+    available_cores,
+    job_threads,
+    model_width,
+    torch_threads,
+)
 from ablate.experiment import CODI, Experiment
 from ablate.grid import Job, expand_jobs
 
@@ -128,11 +133,15 @@ def estimate_run(experiment: Experiment, *, rows: int = CALIBRATION_ROWS,
         config = _checkpoint(job.checkpoint.path, job.checkpoint.overrides).model.config
         groups.setdefault(_group_key(job, config), []).append(job)
     estimate = RunEstimate(cores=available_cores())
-    if threads is None:  # Matrix Thinker grids only (CODI is refused above): small matrices
-        estimate.default_threads = job_threads(estimate.cores)
     speedups = []
     for jobs in groups.values():
-        group, used, speedup = _calibrate(jobs, rows, threads, estimate.default_threads)
+        # What the thread policy gives this group's jobs in a one-process run now (by the
+        # idle cores, or the whole budget for a model wider than SMALL_MATRIX).
+        model = _checkpoint(jobs[0].checkpoint.path, jobs[0].checkpoint.overrides).model
+        default = 1 if threads is not None else job_threads(estimate.cores,
+                                                            width=model_width(model))
+        estimate.default_threads = max(estimate.default_threads, default)
+        group, used, speedup = _calibrate(jobs, rows, threads, default)
         estimate.groups.append(group)
         estimate.threads = used
         speedups.append((group.seconds_per_job * len(group.job_ids), speedup))

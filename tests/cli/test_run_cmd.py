@@ -250,3 +250,33 @@ def test_estimate_schedules_jobs_longest_first_and_prices_the_default_on_its_thr
                            threads=1, cores=2, default_threads=2, default_speedup=1.6)
     assert estimate.wall_seconds(2) == 14.0  # 10 + 4 on each worker
     assert estimate.wall_seconds(1) == 28.0 / 1.6
+
+
+def test_estimate_prices_each_groups_default_on_the_threads_its_model_gets(tmp_path,
+                                                                         monkeypatch):
+    # Invariant: the default row's threads are the thread policy's for each group's
+    # model: a model wider than SMALL_MATRIX gets the whole budget even on busy cores,
+    # a small one the idle cores (here none: 1 thread).
+    from ablate.executors import estimate as estimate_module
+    from ablate.executors import threads as policy
+    from ablate.experiment import load_experiment
+
+    monkeypatch.setattr(estimate_module, "available_cores", lambda: 4)
+    monkeypatch.setattr(policy, "free_cores", lambda: 0)
+    seen: list[int] = []
+
+    def calibrate(jobs, rows, threads, default_threads):
+        seen.append(default_threads)
+        group = estimate_module.GroupEstimate("g", [j.job_id for j in jobs], 1.0, 0, 0.0)
+        return group, 1, 1.0
+
+    monkeypatch.setattr(estimate_module, "_calibrate", calibrate)
+    experiment = load_experiment(write_experiment(tmp_path)).resolve()
+    for width, expected in ((policy.SMALL_MATRIX, 1), (policy.SMALL_MATRIX + 1, 4)):
+        seen.clear()
+        monkeypatch.setattr(estimate_module, "model_width", lambda model, w=width: w)
+        found = estimate_module.estimate_run(experiment)
+        assert seen and set(seen) == {expected} and found.default_threads == expected
+        seen.clear()
+        assert estimate_module.estimate_run(experiment, threads=1).default_threads == 1
+        assert set(seen) == {1}
