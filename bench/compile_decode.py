@@ -10,7 +10,10 @@ cut to 32 tokens, 16 steps:
 * compiled (``torch.compile(_think, dynamic=False)``, after its first call) against
   eager: decode-loop CPU seconds, best of repeats (ratio < 1: the compiled one is faster);
 * the compile cost: wall seconds of the first compiled decode beyond an eager one, and
-  the number of decode calls the steady gain needs to pay it back.
+  the number of decode calls the steady gain needs to pay it back;
+* the thinking layer alone on 16 matrices, compiled as one graph (``fullgraph=True``,
+  its block's weights closed over as constants: the most a compiler is given) against
+  eager, CPU microseconds per call: what fusion can save at best.
 
 If compilation fails (no C compiler, an unsupported platform) the row says so.
 This is a measurement for a decision, not a shipped option (bench/README.md, issue 13).
@@ -70,6 +73,7 @@ def run(quick: bool = False) -> list[dict]:
         inference._think = eager_think
         torch.set_num_threads(threads)
     calls = steps - 1
+    alone = _alone(model, 3000 if not quick else 200)
     eager_cpu, compiled_cpu = min(c for c, _ in eager), min(c for c, _ in compiled)
     compile_wall = first[1] - min(w for _, w in eager)  # the first call compiles
     gain = (eager_cpu - compiled_cpu) / calls  # CPU s saved per decode call
@@ -81,7 +85,55 @@ def run(quick: bool = False) -> list[dict]:
              "detail": f"{compiled_cpu / calls * 1e3:.1f} vs {eager_cpu / calls * 1e3:.1f} ms "
                        f"per model call; compiling cost {compile_wall:.1f} s wall, {payback}; "
                        f"batch {len(prompts)}, prompts cut to 32 tokens, {steps} steps; "
-                       f"{load_note()}"}]
+                       f"{load_note()}"}, alone]
+
+
+def _alone(model, calls: int) -> dict:
+    """The thinking layer alone, one graph compiled vs eager (one thread)."""
+    from ablate.model import inference
+
+    weights = inference._BlockWeights(model.layers[0])
+    M = torch.randn(model.config.mat_dim, 16, model.config.mat_dim,
+                    generator=torch.Generator().manual_seed(0))
+
+    def eager() -> torch.Tensor:
+        return inference._think(weights, M)
+
+    def per_call(fn) -> float:
+        for _ in range(20):
+            fn()
+        start = time.process_time()
+        for _ in range(calls):
+            fn()
+        return (time.process_time() - start) / calls
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with torch.no_grad():
+            compiled = torch.compile(eager, dynamic=False, fullgraph=True)
+            start = time.perf_counter()
+            compiled()
+            compile_wall = time.perf_counter() - start
+            times = {"eager": [], "compiled": []}
+            for _ in range(2):  # interleaved
+                times["eager"].append(per_call(eager))
+                times["compiled"].append(per_call(compiled))
+            difference = float((compiled() - eager()).abs().max())
+    except Exception as error:  # the compiler's own failure, whatever it is
+        return {"benchmark": "torch.compile of the thinking layer alone",
+                "method": "one graph", "baseline": "eager", "ratio": float("nan"),
+                "detail": f"compilation failed ({type(error).__name__})"}
+    finally:
+        torch.set_num_threads(threads)
+    compiled_s, eager_s = min(times["compiled"]), min(times["eager"])
+    return {"benchmark": "torch.compile of the thinking layer alone",
+            "method": "one graph (fullgraph, weights as constants)", "baseline": "eager",
+            "ratio": compiled_s / eager_s,
+            "detail": f"{compiled_s * 1e6:.0f} vs {eager_s * 1e6:.0f} us per call on 16 "
+                      f"matrices, one thread; {compile_wall:.1f} s to compile (less with "
+                      f"inductor's on-disk cache warm); largest difference {difference:.1e}; "
+                      f"{load_note()}"}
 
 
 if __name__ == "__main__":
