@@ -13,7 +13,7 @@ cut to 32 tokens, 16 steps:
   the number of decode calls the steady gain needs to pay it back;
 * the thinking layer alone on 16 matrices, compiled as one graph (``fullgraph=True``,
   its block's weights closed over as constants: the most a compiler is given) against
-  eager, CPU microseconds per call: what fusion can save at best.
+  eager, CPU microseconds per call: what the compiler's fusion saves.
 
 If compilation fails (no C compiler, an unsupported platform) the row says so.
 This is a measurement for a decision, not a shipped option (bench/README.md, issue 13).
