@@ -49,6 +49,7 @@ research forward pass's measurement (spec section 6.1) for comparisons with logg
 from __future__ import annotations
 
 import math
+import signal
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
@@ -151,20 +152,39 @@ def _run_in_threads(fn: Callable, pieces: tuple[torch.Tensor, ...], parts: int) 
     # Plain threads instead of a pool: nothing survives the call, so a fork (ray, data
     # loaders) never inherits a pool whose workers are gone.
     threads = [threading.Thread(target=work, args=(t,)) for t in range(1, parts)]
-    for thread in threads:
-        thread.start()
-    work(0)
-    for thread in threads:
-        # A Ctrl-C here must not leave a thread inside LAPACK while the interpreter
-        # exits (it aborts the process then): join them all, then raise it.
-        while thread.is_alive():
-            try:
-                thread.join()
-            except KeyboardInterrupt as err:
-                errors.insert(0, err)
+    with _ctrl_c_held():  # every thread started here is joined here
+        for thread in threads:
+            thread.start()
+        work(0)
+        for thread in threads:
+            thread.join()
     if errors:
         raise errors[0]
     return results
+
+
+@contextmanager
+def _ctrl_c_held() -> Iterator[None]:
+    """Deliver a Ctrl-C (SIGINT) that arrives inside the block when the block ends.
+
+    A KeyboardInterrupt raised while ``Thread.start`` waits for its thread (or while
+    joining) would leave a thread running LAPACK that the interpreter's exit does not
+    wait for (it registers with ``threading`` only once running), and a thread that
+    wakes up during finalisation aborts the process ("terminate called without an
+    active exception", rc -6). Signal handlers belong to the main thread: elsewhere no
+    KeyboardInterrupt can arrive, and nothing is changed."""
+    if (threading.current_thread() is not threading.main_thread()
+            or signal.getsignal(signal.SIGINT) is None):  # a handler not set from Python
+        yield
+        return
+    arrived: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: arrived.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        if arrived:  # now, under the handler that was in place (KeyboardInterrupt)
+            signal.raise_signal(signal.SIGINT)
 
 
 def _finite_or_zero(A: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:

@@ -120,6 +120,38 @@ def test_threaded_batch_split_equals_one_call_and_restores_the_thread_count(monk
         torch.set_num_threads(saved)
 
 
+def test_ctrl_c_while_the_rank_threads_start_is_raised_after_every_thread_finished(
+        monkeypatch):
+    # Invariant: a KeyboardInterrupt never leaves a rank thread running (the interpreter's
+    # exit does not wait for a thread interrupted in Thread.start, and it aborts the
+    # process when it wakes up, rc -6): a SIGINT that arrives while the threads start
+    # or run is raised once all of them are done, under the handler in place before.
+    import signal
+    import threading
+    import time
+
+    finished: list[str] = []
+
+    def fn(piece: torch.Tensor) -> torch.Tensor:
+        if threading.current_thread() is not threading.main_thread():
+            time.sleep(0.2)
+        finished.append(threading.current_thread().name)
+        return piece
+
+    start = threading.Thread.start
+
+    def interrupted_start(thread: threading.Thread) -> None:
+        start(thread)  # the thread runs; Ctrl-C arrives before start() returns
+        signal.raise_signal(signal.SIGINT)
+
+    monkeypatch.setattr(threading.Thread, "start", interrupted_start)
+    before = signal.getsignal(signal.SIGINT)
+    with pytest.raises(KeyboardInterrupt):
+        rank._run_in_threads(fn, tuple(torch.zeros(3, 1, 1).split(1)), 3)
+    assert len(finished) == 3  # both helpers finished before the interrupt was raised
+    assert signal.getsignal(signal.SIGINT) is before
+
+
 def test_non_finite_matrix_gives_nan_and_leaves_the_others_alone():
     A = torch.from_numpy(np.random.default_rng(4).standard_normal((3, D, D))).float()
     clean = singular_values(A)

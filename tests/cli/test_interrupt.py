@@ -30,7 +30,8 @@ INTERRUPTED = re.compile(r"^interrupted: (\d+) of (\d+) jobs finished in (.+) \(
 @pytest.mark.parametrize("threads", [[], ["--threads", "2"]], ids=["default", "two-threads"])
 def test_sigint_exits_130_with_one_line_and_the_same_command_resumes(tmp_path, capsys, threads):
     # With 2 torch threads the rank spectra run on 2 Python threads: a Ctrl-C must not
-    # leave one of them inside LAPACK while the interpreter exits (that aborted, -6).
+    # leave one of them inside LAPACK while the interpreter exits (that aborted, -6,
+    # when it came while a thread started: tests/test_rank.py checks that case).
     path, run_dir = write_experiment(tmp_path, **GRID), tmp_path / "run"
     command = [sys.executable, "-m", "ablate.cli", "run", str(path), "--out", str(run_dir),
                *threads]
