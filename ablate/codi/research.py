@@ -25,6 +25,8 @@ so its logged accuracies can differ by a few answers).
 
 from __future__ import annotations
 
+import functools
+import inspect
 import logging
 import math
 import pathlib
@@ -136,6 +138,14 @@ def gpt2_config(state: dict[str, torch.Tensor], cfg: dict[str, Any], source: str
     )
 
 
+def cache_keyword(forward: Any) -> str:
+    """What a Hugging Face model's ``forward`` calls its key/value cache: ``cache`` in
+    transformers 5.x (where ``past_key_values`` is deprecated, to be removed), else
+    ``past_key_values``."""
+    parameters = inspect.signature(forward).parameters
+    return "cache" if "cache" in parameters else "past_key_values"
+
+
 @dataclass
 class _Sequence:
     """Everything fed so far (embeds, mask, positions) and GPT-2's cache when used."""
@@ -187,6 +197,10 @@ class ResearchCodi(HookedMixin, nn.Module):
             Z = self._hook(f"latent.{j}", Z)
         return self.bottleneck.readout(Z), Z
 
+    @functools.cached_property
+    def _cache_argument(self) -> str:
+        return cache_keyword(self.gpt2.forward)
+
     def _run(self, seq: _Sequence, embeds: torch.Tensor, mask: torch.Tensor,
              positions: torch.Tensor, *, logits: bool) -> torch.Tensor:
         """Append a chunk; last hidden states (B, L, D) or logits (B, L, V) of it."""
@@ -198,8 +212,8 @@ class ResearchCodi(HookedMixin, nn.Module):
             from transformers import DynamicCache
 
             seq.cache = seq.cache if seq.cache is not None else DynamicCache()
-            kwargs = dict(inputs_embeds=embeds, position_ids=positions,
-                          past_key_values=seq.cache, use_cache=True)
+            kwargs = dict(inputs_embeds=embeds, position_ids=positions, use_cache=True)
+            kwargs[self._cache_argument] = seq.cache
         else:
             kwargs = dict(inputs_embeds=torch.cat(seq.embeds, 1),
                           position_ids=torch.cat(seq.positions, 1), use_cache=False)

@@ -174,3 +174,20 @@ def test_ambiguous_bilinear_readout_follows_the_cfg(tmp_path, gpt2_tokenizer_dir
     with pytest.raises(AblateError, match="does not match the weights"):
         load_research_codi(save(tmp_path / "c.pt", research_state(), cfg={"readout": "quadratic"}),
                            tokenizer=gpt2_tokenizer_dir)
+
+
+def test_gpt2_cache_is_passed_under_the_name_the_installed_transformers_uses():
+    # Invariant: transformers 5.x names the key/value cache `cache` (past_key_values is
+    # deprecated there and due to be removed); 4.x (still allowed) only knows
+    # past_key_values.
+
+    from ablate.codi.research import cache_keyword
+
+    def old_forward(input_ids=None, past_key_values=None, attention_mask=None):
+        return None
+
+    def new_forward(input_ids=None, cache=None, attention_mask=None, **kwargs):
+        return None
+
+    assert cache_keyword(old_forward) == "past_key_values"
+    assert cache_keyword(new_forward) == "cache"
