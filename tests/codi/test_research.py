@@ -180,7 +180,6 @@ def test_gpt2_cache_is_passed_under_the_name_the_installed_transformers_uses():
     # Invariant: transformers 5.x names the key/value cache `cache` (past_key_values is
     # deprecated there and due to be removed); 4.x (still allowed) only knows
     # past_key_values.
-
     from ablate.codi.research import cache_keyword
 
     def old_forward(input_ids=None, past_key_values=None, attention_mask=None):
