@@ -125,7 +125,7 @@ def test_run_files_keep_the_thread_counts_of_each_job_and_the_report_states_them
     assert records.attrs["torch_threads"] == {job_id: [2] for job_id in jobs}
     assert "torch_threads" not in records.columns
     [fact] = threads_facts(records.attrs["torch_threads"])
-    assert fact.startswith(f"Torch threads per job: {len(jobs)} on 2 (of {len(jobs)} jobs)")
+    assert fact.startswith(f"Torch threads per job: 2 ({len(jobs)} jobs);")
     assert "--threads 1" in fact
 
 
@@ -135,9 +135,9 @@ def test_threads_facts_count_jobs_per_thread_count_and_jobs_that_changed():
     from ablate.report.provenance import threads_facts
 
     assert threads_facts({}) == []
-    assert threads_facts({"a": [1], "b": [1]}) == ["Torch threads per job: 2 on 1 (of 2 jobs)"]
+    assert threads_facts({"a": [1], "b": [1]}) == ["Torch threads per job: 1 (2 jobs)"]
     [fact] = threads_facts({"a": [2, 1], "b": [2]})
-    assert fact.startswith("Torch threads per job: 1 on 1, 2 on 2 (of 2 jobs); 1 changed")
+    assert fact.startswith("Torch threads per job: 1 (1 job), 2 (2 jobs); 1 of 2 jobs changed")
 
 
 def test_parallel_runs_start_the_longest_jobs_first_and_keep_the_grid_order_otherwise(tmp_path):

@@ -231,11 +231,12 @@ def threads_facts(threads: Mapping[str, list[int]]) -> list[str]:
         return []
     counts = sorted({n for used in threads.values() for n in used})
     changed = sum(len(set(used)) > 1 for used in threads.values())
-    by_count = ", ".join(f"{sum(n in used for used in threads.values())} on {n}"
-                         for n in counts)
-    fact = f"Torch threads per job: {by_count} (of {len(threads)} jobs)"
+    jobs = {n: sum(n in used for used in threads.values()) for n in counts}
+    fact = "Torch threads per job: " + ", ".join(
+        f"{n} ({k} job{'s' if k != 1 else ''})" for n, k in jobs.items())
     if changed:
-        fact += f"; {changed} changed count between batches (the thread policy follows the load)"
+        fact += (f"; {changed} of {len(threads)} jobs changed count between batches (the "
+                 "thread policy follows the load)")
     if counts != [1]:
         fact += ("; more than one thread may round some products differently in the last "
                  "bits, and `ablate run --threads 1` keeps records bit-identical whatever "
