@@ -170,6 +170,8 @@ def test_a_codi_experiment_on_ray_writes_the_records_of_a_local_run(ray_instance
     assert set(local["condition"]) == {"none", "svd_rank_k@latent:k=1", "svd_rank_k@latent:k=8",
                                        "random_rank_k@latent.0:k=2:draw=0"}
     pd.testing.assert_frame_equal(remote, local)
+    # each task's thread counts come back with its records (not a column)
+    assert set(remote.attrs["torch_threads"]) == set(local["job_id"])
 
 
 @needs_ray
