@@ -83,7 +83,7 @@ def _run(quick: bool) -> list[dict]:
         with counter:
             forward()
         flops = counter.get_total_flops()
-        attention = 4 * N_HEADS * (D // N_HEADS) * D * B * L * (L + 1) / 2 * T * n_layers
+        attention = _causal_flops(B, L) * T * n_layers
         times: dict[str, list[float]] = {"inference": [], "reference": [], "bmm": []}
         for repeat in range(repeats):  # interleaved, so load drifts hit every method
             times["bmm"].append(bmm_rate())
@@ -120,6 +120,11 @@ def _run(quick: bool) -> list[dict]:
 QUERY_BLOCK = 64
 
 
+def _causal_flops(B: int, L: int) -> float:
+    """FLOPs of one (t, layer)'s causal attention: 4·H·h·d per query-key pair."""
+    return 4 * N_HEADS * (D // N_HEADS) * D * B * L * (L + 1) / 2
+
+
 def _attention_alone(B: int, L: int, repeats: int) -> dict[str, float]:
     """CPU seconds of one (t, layer)'s causal attention at the forward's shapes: fused
     SDPA as the forward runs it, and its two matrix products alone (best of repeats)."""
@@ -142,7 +147,7 @@ def _attention_alone(B: int, L: int, repeats: int) -> dict[str, float]:
 
 
 def _attention_rows(times: dict[str, float], B: int, L: int, rate: float) -> list[dict]:
-    flops = 4 * N_HEADS * (D // N_HEADS) * D * B * L * (L + 1) / 2  # causal, one (t, layer)
+    flops = _causal_flops(B, L)
     blocks = math.ceil(L / QUERY_BLOCK)
     rows = []
     for name, method, how in (
